@@ -1,0 +1,62 @@
+"""flushkit: Milvus's flush, safe, observable and fast, for sync code, asyncio and trio.
+
+>>> flusher = flushkit.Flusher(MilvusClient("./milvus.db"))
+>>> flusher.flush(["docs", "images"], timeout=5.0, wait=True)
+"""
+
+from ._async import AsyncFlusher
+from ._blocking import Flusher
+from ._chain import Flow, Middleware
+from ._exceptions import (
+    ClientClosedError,
+    CollectionNotFoundError,
+    DatabaseNotFoundError,
+    FlushError,
+    FlushTimeoutError,
+    InvalidArgumentError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    RateLimitedError,
+    ServerError,
+    ServiceUnavailableError,
+)
+from ._facade import DEFAULT_TIMEOUT, USE_FLUSHER_DEFAULT
+from ._middleware import (
+    LoggingMiddleware,
+    StatusMiddleware,
+    TimeoutMiddleware,
+    TracingMiddleware,
+    default_middleware,
+)
+from ._models import FlushRequest, FlushResult, Pause, Status
+from ._version import __version__
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "USE_FLUSHER_DEFAULT",
+    "AsyncFlusher",
+    "ClientClosedError",
+    "CollectionNotFoundError",
+    "DatabaseNotFoundError",
+    "Flow",
+    "FlushError",
+    "FlushRequest",
+    "FlushResult",
+    "FlushTimeoutError",
+    "Flusher",
+    "InvalidArgumentError",
+    "LoggingMiddleware",
+    "Middleware",
+    "Pause",
+    "PermissionDeniedError",
+    "QuotaExceededError",
+    "RateLimitedError",
+    "ServerError",
+    "ServiceUnavailableError",
+    "Status",
+    "StatusMiddleware",
+    "TimeoutMiddleware",
+    "TracingMiddleware",
+    "__version__",
+    "default_middleware",
+]

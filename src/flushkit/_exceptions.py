@@ -1,0 +1,228 @@
+"""Every error flushkit raises about a flush.
+
+::
+
+    FlushError                      code, error_code, reason, collection_names, db_name,
+    │                               retryable, grpc_code
+    ├── FlushTimeoutError           also a TimeoutError: the call's budget ran out
+    ├── CollectionNotFoundError     code 100 / legacy CollectionNotExists
+    ├── DatabaseNotFoundError       code 800
+    ├── RateLimitedError            codes 4, 8 / legacy RateLimit; retryable
+    ├── ServiceUnavailableError     also a ConnectionError: codes 1, 2 / legacy NotReadyServe,
+    │                               ConnectFailed; gRPC UNAVAILABLE, CANCELLED by the server
+    ├── PermissionDeniedError       also a PermissionError: codes 1400, 1401 / legacy
+    │                               PermissionDenied; gRPC UNAUTHENTICATED, PERMISSION_DENIED
+    ├── InvalidArgumentError        codes 802, 1100, 1101 / legacy IllegalArgument;
+    │                               gRPC INVALID_ARGUMENT
+    ├── QuotaExceededError          codes 3, 7, 9 / legacy ForceDeny, MemoryQuotaExhausted,
+    │                               DiskQuotaExhausted
+    ├── ServerError                 any other status or gRPC failure
+    └── ClientClosedError           the MilvusClient (or the flusher) was closed
+
+Bad arguments are not flush errors: they raise ``ValueError`` or ``TypeError`` before
+any RPC. Cancellation is never a ``FlushError``: it propagates as the runtime's own
+(``asyncio.CancelledError``, ``trio.Cancelled``, ``KeyboardInterrupt``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ._models import FlushRequest, Status
+
+__all__ = [
+    "ClientClosedError",
+    "CollectionNotFoundError",
+    "DatabaseNotFoundError",
+    "FlushError",
+    "FlushTimeoutError",
+    "InvalidArgumentError",
+    "PermissionDeniedError",
+    "QuotaExceededError",
+    "RateLimitedError",
+    "ServerError",
+    "ServiceUnavailableError",
+]
+
+
+class FlushError(Exception):
+    """Base of every error flushkit raises about a flush.
+
+    ``code`` and ``error_code`` are the Milvus status codes (``None`` and ``""`` when the
+    failure came from gRPC or from flushkit itself, in which case ``grpc_code`` may name
+    the gRPC status). ``retryable`` says whether the same flush may succeed if tried again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        error_code: str = "",
+        reason: str = "",
+        collection_names: Sequence[str] = (),
+        db_name: str = "",
+        retryable: bool = False,
+        grpc_code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.error_code = error_code
+        self.reason = reason
+        self.collection_names = tuple(collection_names)
+        self.db_name = db_name
+        self.retryable = retryable
+        self.grpc_code = grpc_code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[FlushError], message: str, fields: dict[str, Any]) -> FlushError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(fields)
+    return error
+
+
+class FlushTimeoutError(FlushError, TimeoutError):
+    """The flush did not finish within its budget (``timeout``)."""
+
+
+class CollectionNotFoundError(FlushError):
+    """A collection of the flush does not exist."""
+
+
+class DatabaseNotFoundError(FlushError):
+    """The database of the flush does not exist."""
+
+
+class RateLimitedError(FlushError):
+    """The server throttled the flush (by default one per collection every 10 s)."""
+
+
+class ServiceUnavailableError(FlushError, ConnectionError):
+    """The server is not ready, unavailable, or the connection failed."""
+
+
+class PermissionDeniedError(FlushError, PermissionError):
+    """The credential was refused or lacks the privilege to flush."""
+
+
+class InvalidArgumentError(FlushError):
+    """The server rejected an argument of the flush (a name it does not accept, say)."""
+
+
+class QuotaExceededError(FlushError):
+    """A quota of the server denies writes (memory, disk, or a forced deny)."""
+
+
+class ServerError(FlushError):
+    """Any other failure reported by the server or by gRPC."""
+
+
+class ClientClosedError(FlushError):
+    """The MilvusClient or the flusher was closed."""
+
+
+# Newer codes (milvus pkg/util/merr) and legacy ErrorCode values, by class.
+_BY_CODE: Mapping[int, type[FlushError]] = {
+    1: ServiceUnavailableError,
+    2: ServiceUnavailableError,
+    3: QuotaExceededError,
+    4: RateLimitedError,
+    7: QuotaExceededError,
+    8: RateLimitedError,
+    9: QuotaExceededError,
+    100: CollectionNotFoundError,
+    800: DatabaseNotFoundError,
+    802: InvalidArgumentError,
+    1100: InvalidArgumentError,
+    1101: InvalidArgumentError,
+    1400: PermissionDeniedError,
+    1401: PermissionDeniedError,
+}
+_BY_LEGACY_CODE: Mapping[int, type[FlushError]] = {
+    2: ServiceUnavailableError,
+    3: PermissionDeniedError,
+    4: CollectionNotFoundError,
+    5: InvalidArgumentError,
+    48: QuotaExceededError,
+    49: RateLimitedError,
+    53: QuotaExceededError,
+    54: QuotaExceededError,
+    56: ServiceUnavailableError,
+}
+#: Codes the server marks retriable (milvus pkg/util/merr), and the legacy rate limit and
+#: not-ready codes, for servers that do not set ``Status.retriable``.
+RETRIABLE_CODES = frozenset({1, 2, 4, 8, 12, 103, 106, 1002})
+RETRIABLE_LEGACY_CODES = frozenset({49, 56})
+
+_DESCRIPTIONS: Mapping[type[FlushError], str] = {
+    CollectionNotFoundError: "collection not found",
+    DatabaseNotFoundError: "database not found",
+    RateLimitedError: "rate limited",
+    ServiceUnavailableError: "service unavailable",
+    PermissionDeniedError: "permission denied",
+    InvalidArgumentError: "invalid argument",
+    QuotaExceededError: "quota exceeded",
+    ServerError: "server error",
+}
+
+
+def error_class_for(status: Status) -> type[FlushError]:
+    """The exception class for a status that is not OK."""
+    if status.code:
+        return _BY_CODE.get(status.code, ServerError)
+    return _BY_LEGACY_CODE.get(status.legacy_code, ServerError)
+
+
+def is_retryable(status: Status) -> bool:
+    """The server's retriable flag, or a code known to be retriable."""
+    if status.retriable:
+        return True
+    if status.code:
+        return status.code in RETRIABLE_CODES
+    return status.legacy_code in RETRIABLE_LEGACY_CODES
+
+
+def describe(request: FlushRequest) -> str:
+    """How errors name a flush: its collections and database."""
+    names = ", ".join(repr(name) for name in request.collection_names)
+    return f"flush of [{names}] in database {request.db_name!r}"
+
+
+def error_from_status(status: Status, request: FlushRequest) -> FlushError:
+    """The :class:`FlushError` that a status that is not OK stands for."""
+    cls = error_class_for(status)
+    message = (
+        f"{describe(request)} failed: {_DESCRIPTIONS[cls]} "
+        f"[code={status.code}, error_code={status.error_code}]"
+    )
+    if status.reason:
+        message = f"{message}: {status.reason}"
+    return cls(
+        message,
+        code=status.code,
+        error_code=status.error_code,
+        reason=status.reason,
+        collection_names=request.collection_names,
+        db_name=request.db_name,
+        retryable=is_retryable(status),
+    )
+
+
+def timeout_error(request: FlushRequest, during: str) -> FlushTimeoutError:
+    """The error for a flush whose budget ran out ``during`` some step."""
+    budget = "its deadline" if request.timeout is None else f"{request.timeout:g} s"
+    return FlushTimeoutError(
+        f"{describe(request)} did not finish within {budget} ({during})",
+        collection_names=request.collection_names,
+        db_name=request.db_name,
+        grpc_code="DEADLINE_EXCEEDED",
+    )

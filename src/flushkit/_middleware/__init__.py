@@ -1,0 +1,35 @@
+"""The default middlewares, one module each, and the default chain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._chain import Middleware
+from .logging import LoggingMiddleware
+from .status import StatusMiddleware
+from .timeout import TimeoutMiddleware
+from .tracing import TracingMiddleware
+
+__all__ = [
+    "LoggingMiddleware",
+    "StatusMiddleware",
+    "TimeoutMiddleware",
+    "TracingMiddleware",
+    "default_middleware",
+]
+
+
+def default_middleware(*, logger: Any = None, tracer_provider: Any = None) -> list[Middleware]:
+    """The default chain, outermost first: tracing, logging, timeout, status translation.
+
+    Pass it, edited, as ``Flusher(client, middleware=...)`` to add, replace or remove a
+    middleware. ``logger`` is a structlog logger (``structlog.get_logger("flushkit")`` by
+    default); ``tracer_provider`` an OpenTelemetry tracer provider (the global one by
+    default).
+    """
+    return [
+        TracingMiddleware(tracer_provider=tracer_provider),
+        LoggingMiddleware(logger=logger),
+        TimeoutMiddleware(),
+        StatusMiddleware(),
+    ]

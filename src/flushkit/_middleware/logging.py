@@ -1,0 +1,86 @@
+"""Structured logging of every flush with structlog.
+
+Events (stable names, in the ``flushkit.`` namespace):
+
+* ``flushkit.flush.succeeded`` at debug: ``collections``, ``db_name``, ``duration_s``,
+  ``segments`` (sealed segment count), ``wait``, ``persisted``, ``outcome="success"``.
+* ``flushkit.flush.failed`` at warning: the same request fields, plus ``error`` (the
+  exception class), ``code``, ``error_code``, ``grpc_code``, ``retryable``, ``reason``,
+  ``outcome="error"``.
+* ``flushkit.flush.cancelled`` at debug, ``outcome="cancelled"``.
+
+No credential is ever a field. structlog is never configured here: the application
+decides where the events go.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+
+from .._chain import Flow
+from .._exceptions import FlushError
+from .._models import FlushRequest, FlushResult
+
+
+class LoggingMiddleware:
+    """Logs the outcome of each flush; ``logger`` defaults to structlog's ``flushkit``."""
+
+    def __init__(self, logger: Any = None) -> None:
+        self.logger = logger if logger is not None else structlog.get_logger("flushkit")
+
+    def __call__(self, request: FlushRequest) -> Flow:
+        try:
+            result: FlushResult = yield request
+        except Exception as exc:
+            self.logger.warning(
+                "flushkit.flush.failed",
+                **_request_fields(request),
+                duration_s=time.monotonic() - request.started,
+                outcome="error",
+                **_error_fields(exc),
+            )
+            raise
+        except BaseException:
+            self.logger.debug(
+                "flushkit.flush.cancelled",
+                **_request_fields(request),
+                duration_s=time.monotonic() - request.started,
+                outcome="cancelled",
+            )
+            raise
+        self.logger.debug(
+            "flushkit.flush.succeeded",
+            **_request_fields(request),
+            duration_s=result.elapsed,
+            segments=sum(len(ids) for ids in result.coll_segIDs.values()),
+            persisted=result.persisted,
+            outcome="success",
+        )
+        return result
+
+    def __repr__(self) -> str:
+        return f"LoggingMiddleware(logger={self.logger!r})"
+
+
+def _request_fields(request: FlushRequest) -> dict[str, Any]:
+    return {
+        "collections": list(request.collection_names),
+        "db_name": request.db_name,
+        "wait": request.wait,
+    }
+
+
+def _error_fields(exc: Exception) -> dict[str, Any]:
+    if not isinstance(exc, FlushError):
+        return {"error": type(exc).__qualname__}
+    return {
+        "error": type(exc).__qualname__,
+        "code": exc.code,
+        "error_code": exc.error_code,
+        "grpc_code": exc.grpc_code,
+        "retryable": exc.retryable,
+        "reason": exc.reason,
+    }

@@ -1,0 +1,79 @@
+"""Tracing: one OpenTelemetry CLIENT span per flush, after the database conventions.
+
+The span is named ``flush <collection>`` for one collection, else ``flush <database>``,
+and carries ``db.system.name="milvus"``, ``db.operation.name="flush"``,
+``db.collection.name`` (one collection only), ``db.namespace``, ``server.address`` and
+``server.port``. On failure it records the exception, sets ``error.type`` and
+``db.response.status_code`` and the ERROR status; a cancelled flush ends the span with its
+status unset. It covers the whole call, retries included. Only the OpenTelemetry API is
+used: the application installs the SDK, or nothing is recorded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import context, trace
+from opentelemetry.trace import SpanKind, StatusCode
+
+from .._chain import Flow
+from .._exceptions import FlushError
+from .._models import FlushRequest, FlushResult
+from .._version import __version__
+
+
+class TracingMiddleware:
+    """Wraps each flush in a span; ``tracer_provider`` defaults to the global one."""
+
+    def __init__(self, tracer_provider: Any = None) -> None:
+        self.tracer = trace.get_tracer("flushkit", __version__, tracer_provider=tracer_provider)
+
+    def __call__(self, request: FlushRequest) -> Flow:
+        single = len(request.collection_names) == 1
+        target = request.collection_names[0] if single else request.db_name
+        span = self.tracer.start_span(f"flush {target}", kind=SpanKind.CLIENT)
+        if not span.is_recording():
+            result: FlushResult = yield request
+            return result
+        span.set_attributes(_attributes(request, single))
+        token = context.attach(trace.set_span_in_context(span))
+        try:
+            result = yield request
+        except Exception as exc:
+            span.record_exception(exc)
+            span.set_attributes(_error_attributes(exc))
+            span.set_status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}")
+            raise
+        finally:
+            context.detach(token)
+            span.end()
+        return result
+
+    def __repr__(self) -> str:
+        return f"TracingMiddleware(tracer={self.tracer!r})"
+
+
+def _attributes(request: FlushRequest, single: bool) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "db.system.name": "milvus",
+        "db.operation.name": "flush",
+        "db.namespace": request.db_name,
+    }
+    if single:
+        attributes["db.collection.name"] = request.collection_names[0]
+    if request.server_address is not None:
+        attributes["server.address"] = request.server_address
+    if request.server_port is not None:
+        attributes["server.port"] = request.server_port
+    return attributes
+
+
+def _error_attributes(exc: Exception) -> dict[str, str]:
+    cls = type(exc)
+    module = "flushkit" if isinstance(exc, FlushError) else cls.__module__
+    attributes = {"error.type": f"{module}.{cls.__qualname__}"}
+    if isinstance(exc, FlushError):
+        code = exc.code if exc.code is not None else exc.grpc_code
+        if code is not None:
+            attributes["db.response.status_code"] = str(code)
+    return attributes

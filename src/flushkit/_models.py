@@ -1,0 +1,148 @@
+"""The values that flow through flushkit: requests, results, statuses and pauses."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from pymilvus.grpc_gen import common_pb2
+
+__all__ = ["FlushRequest", "FlushResult", "Pause", "Status"]
+
+_LEGACY_NAMES: Mapping[int, str] = MappingProxyType(
+    {value.number: value.name for value in common_pb2.ErrorCode.DESCRIPTOR.values}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A Milvus ``common.Status``.
+
+    ``code`` is the newer numeric code and ``error_code`` the name of the legacy
+    ``ErrorCode`` (``"Success"``, ``"RateLimit"``, ...). The status is OK only when both
+    are zero/``"Success"``.
+    """
+
+    code: int = 0
+    error_code: str = "Success"
+    reason: str = ""
+    retriable: bool = False
+    detail: str = ""
+    legacy_code: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0 and self.legacy_code == 0
+
+    @classmethod
+    def from_proto(cls, status: Any) -> Status:
+        if not status.code and not status.error_code:
+            return _OK if not status.reason else cls(reason=status.reason)
+        legacy = int(status.error_code)
+        return cls(
+            code=int(status.code),
+            error_code=_LEGACY_NAMES.get(legacy, str(legacy)),
+            reason=status.reason,
+            retriable=bool(status.retriable),
+            detail=status.detail,
+            legacy_code=legacy,
+        )
+
+
+_OK = Status()
+
+
+@dataclass(frozen=True, slots=True)
+class FlushRequest:
+    """One flush as the middleware chain sees it.
+
+    Middlewares change a request with :meth:`replace` and yield the new one.
+    ``started`` and ``deadline`` are ``time.monotonic()`` seconds; ``deadline`` is
+    ``None`` until the timeout middleware sets it from ``timeout``.
+    """
+
+    collection_names: tuple[str, ...]
+    db_name: str
+    timeout: float | None
+    wait: bool
+    started: float
+    deadline: float | None = None
+    server_address: str | None = None
+    server_port: int | None = None
+
+    def replace(self, **changes: Any) -> FlushRequest:
+        """A copy of this request with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Yielded by a middleware: the driver sleeps ``seconds``, then resumes it."""
+
+    seconds: float
+
+
+def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    """What Milvus said about a flush, and how long the whole call took.
+
+    ``coll_segIDs`` maps each collection to the IDs of the segments the flush sealed,
+    ``flush_coll_segIDs`` to its already-flushed segments, ``coll_seal_times`` to the seal
+    time (Unix seconds) and ``coll_flush_ts`` to the flush timestamp (a hybrid timestamp).
+    ``persisted`` is true when ``wait=True`` saw the server report the sealed segments
+    persisted. ``elapsed`` is in seconds.
+    """
+
+    coll_segIDs: Mapping[str, tuple[int, ...]]
+    flush_coll_segIDs: Mapping[str, tuple[int, ...]]
+    coll_seal_times: Mapping[str, int]
+    coll_flush_ts: Mapping[str, int]
+    db_name: str
+    status: Status
+    elapsed: float
+    persisted: bool = False
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_result, tuple(_plain(getattr(self, f.name)) for f in _RESULT_FIELDS))
+
+
+_RESULT_FIELDS = dataclasses.fields(FlushResult)
+
+
+def _plain(value: Any) -> Any:
+    return dict(value) if isinstance(value, MappingProxyType) else value
+
+
+def _rebuild_result(*values: Any) -> FlushResult:
+    thawed: list[Any] = [_frozen(v) if isinstance(v, dict) else v for v in values]
+    return FlushResult(*thawed)
+
+
+def result_from_proto(
+    response: Any, request: FlushRequest, status: Status, persisted: bool
+) -> FlushResult:
+    """Build a :class:`FlushResult` from a ``FlushResponse``."""
+    return FlushResult(
+        coll_segIDs=_frozen({k: tuple(v.data) for k, v in response.coll_segIDs.items()}),
+        flush_coll_segIDs=_frozen(
+            {k: tuple(v.data) for k, v in response.flush_coll_segIDs.items()}
+        ),
+        coll_seal_times=_frozen(response.coll_seal_times),
+        coll_flush_ts=_frozen(response.coll_flush_ts),
+        db_name=response.db_name or request.db_name,
+        status=status,
+        elapsed=_elapsed(request),
+        persisted=persisted,
+    )
+
+
+def _elapsed(request: FlushRequest) -> float:
+    return time.monotonic() - request.started

@@ -1,0 +1,172 @@
+"""The last I/O step: one RPC on the client's channel, blocking or awaited.
+
+Both facades share everything here but the final wait: :meth:`Transport.call` blocks,
+:meth:`Transport.call_async` awaits a gRPC future without holding a thread.
+
+Why a gRPC future and not ``grpc.aio`` or a worker thread for the async facade: the
+future runs on the client's own (blocking) channel, so it needs no second connection per
+event loop, works the same under asyncio and trio (trio has no grpc.aio), holds no
+thread while the RPC is in flight (so anyio's 40-thread limiter never caps it), and is
+cancelled on the wire with ``future.cancel()``. gRPC's completion thread hands the
+answer back with the loop's thread-safe ``call_soon`` (asyncio) or ``run_sync_soon``
+(trio): one wake-up, cheaper than a thread hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import grpc
+from pymilvus.grpc_gen import milvus_pb2
+
+from ._core import FLUSH, GET_FLUSH_STATE, Call
+from ._exceptions import (
+    FlushError,
+    InvalidArgumentError,
+    PermissionDeniedError,
+    ServerError,
+    ServiceUnavailableError,
+    describe,
+    timeout_error,
+)
+from ._models import FlushRequest
+from ._pymilvus import MilvusConnection
+
+__all__ = ["Transport", "error_from_rpc"]
+
+_SERVICE = "/milvus.proto.milvus.MilvusService/"
+_METHODS: Mapping[str, tuple[Any, Any]] = {
+    FLUSH: (milvus_pb2.FlushRequest, milvus_pb2.FlushResponse),
+    GET_FLUSH_STATE: (milvus_pb2.GetFlushStateRequest, milvus_pb2.GetFlushStateResponse),
+}
+
+
+class Transport:
+    """Performs :class:`Call` effects on a MilvusClient's channel."""
+
+    def __init__(self, client: Any) -> None:
+        self.connection = MilvusConnection(client)
+        self._channel: grpc.Channel | None = None
+        self._stubs: dict[str, grpc.UnaryUnaryMultiCallable] = {}
+
+    def _stub(self, method: str) -> grpc.UnaryUnaryMultiCallable:
+        channel = self.connection.channel()
+        if channel is not self._channel:  # first call, or pymilvus reconnected
+            self._stubs = {
+                name: channel.unary_unary(
+                    _SERVICE + name,
+                    request_serializer=request.SerializeToString,
+                    response_deserializer=response.FromString,
+                    _registered_method=True,
+                )
+                for name, (request, response) in _METHODS.items()
+            }
+            self._channel = channel
+        return self._stubs[method]
+
+    def call(self, call: Call) -> Any:
+        """Perform ``call``, blocking until its answer or its deadline."""
+        stub = self._stub(call.method)
+        request = call.request
+        try:
+            return stub(
+                call.message,
+                timeout=_remaining(call),
+                metadata=self.connection.metadata(request.db_name),
+            )
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, call) from None
+
+    async def call_async(self, call: Call) -> Any:
+        """Perform ``call`` without blocking the event loop or holding a thread.
+
+        The RPC's gRPC deadline is the flush's own deadline or the caller's cancel scope's,
+        whichever comes first, so the server sees the call end either way; the flush's own
+        deadline is also enforced with anyio, in case gRPC's answer is late.
+        """
+        stub = self._stub(call.method)
+        own = _remaining(call)
+        scope = anyio.current_effective_deadline() - anyio.current_time()
+        scope_first = scope < (math.inf if own is None else own)
+        future = stub.future(
+            call.message,
+            timeout=max(scope, 0.0) if scope_first else own,
+            metadata=self.connection.metadata(call.request.db_name),
+        )
+        answered = anyio.Event()
+        call_soon = _call_soon_threadsafe()
+
+        def wake(_: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the event loop has already closed
+                call_soon(answered.set)
+
+        future.add_done_callback(wake)
+        try:
+            with anyio.move_on_after(math.inf if own is None else own) as budget:
+                await answered.wait()
+        finally:
+            future.cancel()  # a no-op once answered; else the server sees CANCELLED
+        if budget.cancelled_caught:
+            raise timeout_error(call.request, f"waiting for {call.method}")
+        try:
+            return future.result()
+        except grpc.RpcError as exc:
+            if scope_first and exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                # The caller's own cancel scope set this deadline: let it cancel us, so
+                # the caller sees its runtime's cancellation, not a FlushTimeoutError.
+                await anyio.sleep(anyio.current_effective_deadline() - anyio.current_time())
+            raise error_from_rpc(exc, call) from None
+
+
+def _remaining(call: Call) -> float | None:
+    deadline = call.request.deadline
+    if deadline is None:
+        return None
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise timeout_error(call.request, f"before {call.method}")
+    return remaining
+
+
+def _call_soon_threadsafe() -> Callable[[Callable[[], object]], object]:
+    """The running event loop's way to run a function soon, from any thread."""
+    try:
+        return asyncio.get_running_loop().call_soon_threadsafe
+    except RuntimeError:
+        import trio  # not under asyncio: anyio's only other backend
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
+
+
+_BY_GRPC_CODE: Mapping[grpc.StatusCode, tuple[type[FlushError], bool]] = {
+    grpc.StatusCode.UNAVAILABLE: (ServiceUnavailableError, True),
+    grpc.StatusCode.CANCELLED: (ServiceUnavailableError, True),
+    grpc.StatusCode.UNAUTHENTICATED: (PermissionDeniedError, False),
+    grpc.StatusCode.PERMISSION_DENIED: (PermissionDeniedError, False),
+    grpc.StatusCode.INVALID_ARGUMENT: (InvalidArgumentError, False),
+    grpc.StatusCode.ABORTED: (ServerError, True),
+}
+
+
+def error_from_rpc(exc: grpc.RpcError, call: Call) -> FlushError:
+    """The :class:`FlushError` for a failed RPC; never lets a ``grpc.RpcError`` out."""
+    request: FlushRequest = call.request
+    code = exc.code() if callable(getattr(exc, "code", None)) else grpc.StatusCode.UNKNOWN
+    details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return timeout_error(request, f"gRPC deadline exceeded during {call.method}")
+    cls, retryable = _BY_GRPC_CODE.get(code, (ServerError, False))
+    return cls(
+        f"{describe(request)} failed: {call.method} RPC ended with gRPC {code.name}: {details}",
+        reason=details or "",
+        collection_names=request.collection_names,
+        db_name=request.db_name,
+        retryable=retryable,
+        grpc_code=code.name,
+    )

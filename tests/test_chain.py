@@ -1,0 +1,180 @@
+"""The middleware protocol, stepped by a test driver (pure logic, no server)."""
+
+import dataclasses
+
+import pytest
+
+from flushkit import FlushRequest, FlushResult, Pause, Status
+from flushkit._chain import compose
+from flushkit._facade import Steps
+
+REQUEST = FlushRequest(
+    collection_names=("docs",), db_name="default", timeout=None, wait=False, started=0.0
+)
+
+
+def result(**changes):
+    base = FlushResult({}, {}, {}, {}, "default", Status(), 0.0)
+    return dataclasses.replace(base, **changes)
+
+
+class Core:
+    """A core flow that records the requests it got and answers from a script."""
+
+    def __init__(self, *outcomes):
+        self.outcomes = list(outcomes)
+        self.requests = []
+
+    def __call__(self, request):
+        self.requests.append(request)
+        yield ("rpc", request)
+        outcome = self.outcomes.pop(0) if self.outcomes else result()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+
+def drive(flow, request=REQUEST):
+    """A driver: performs 'rpc' effects as no-ops and records pauses."""
+    pauses = []
+    steps = Steps(flow(request))
+    for effect in steps:
+        if isinstance(effect, Pause):
+            pauses.append(effect.seconds)
+        steps.send(None)
+    return steps.result, pauses
+
+
+def test_no_middleware_runs_the_core():
+    core = Core(result(db_name="x"))
+    assert drive(compose([], core))[0].db_name == "x"
+
+
+def test_order_is_outermost_first():
+    seen = []
+
+    def named(name):
+        def middleware(request):
+            seen.append(f"{name} before")
+            answer = yield request
+            seen.append(f"{name} after")
+            return answer
+
+        return middleware
+
+    drive(compose([named("a"), named("b")], Core()))
+    assert seen == ["a before", "b before", "b after", "a after"]
+
+
+def test_middleware_changes_the_request():
+    def rename(request):
+        return (yield request.replace(db_name="other"))
+
+    core = Core()
+    drive(compose([rename], core))
+    assert core.requests[0].db_name == "other"
+
+
+def test_middleware_replaces_the_result():
+    def replace(request):
+        answer = yield request
+        return dataclasses.replace(answer, db_name="replaced")
+
+    assert drive(compose([replace], Core()))[0].db_name == "replaced"
+
+
+def test_middleware_sees_and_replaces_the_exception():
+    class Mine(Exception):
+        pass
+
+    def translate(request):
+        try:
+            return (yield request)
+        except KeyError as exc:
+            raise Mine("translated") from exc
+
+    with pytest.raises(Mine, match="translated"):
+        drive(compose([translate], Core(KeyError("x"))))
+
+
+def test_middleware_swallows_the_exception_with_a_result():
+    def fallback(request):
+        try:
+            return (yield request)
+        except KeyError:
+            return result(db_name="fallback")
+
+    assert drive(compose([fallback], Core(KeyError("x"))))[0].db_name == "fallback"
+
+
+def test_retry_after_a_pause_runs_the_rest_of_the_chain_again():
+    inner_calls = []
+
+    def retry(request):
+        for _ in range(3):
+            try:
+                return (yield request)
+            except ConnectionError:
+                yield Pause(0.25)
+        raise AssertionError("unreachable")
+
+    def count(request):
+        inner_calls.append(request)
+        return (yield request)
+
+    core = Core(ConnectionError(), ConnectionError(), result(db_name="third"))
+    answer, pauses = drive(compose([retry, count], core))
+    assert answer.db_name == "third"
+    assert pauses == [0.25, 0.25]
+    assert len(inner_calls) == 3 and len(core.requests) == 3
+
+
+def test_cancellation_reaches_middleware_and_propagates():
+    class Cancelled(BaseException):
+        pass
+
+    seen = []
+
+    def watch(request):
+        try:
+            return (yield request)
+        except BaseException as exc:
+            seen.append(type(exc))
+            raise
+
+    steps = Steps(compose([watch], Core())(REQUEST))
+    next(steps)
+    steps.throw(Cancelled())
+    with pytest.raises(Cancelled):
+        next(steps)
+    assert seen == [Cancelled]
+
+
+def test_yielding_something_else_is_a_type_error():
+    def bad(request):
+        yield "not a request"
+        return result()
+
+    with pytest.raises(TypeError, match="may yield only a FlushRequest or a Pause"):
+        drive(compose([bad], Core()))
+
+
+def test_forgetting_to_return_the_result_is_a_type_error():
+    def forgetful(request):
+        yield request
+
+    with pytest.raises(TypeError, match="must return the FlushResult"):
+        drive(compose([forgetful], Core()))
+
+
+def test_a_plain_function_is_not_a_middleware():
+    def plain(request):
+        return result()
+
+    with pytest.raises(TypeError, match="generator function"):
+        drive(compose([plain], Core()))
+
+
+def test_non_callable_middleware_is_refused_at_composition():
+    with pytest.raises(TypeError, match="callable"):
+        compose([42], Core())

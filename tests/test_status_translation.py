@@ -1,0 +1,111 @@
+"""Milvus statuses become typed exceptions (pure logic, no server)."""
+
+import pickle
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pymilvus.grpc_gen import common_pb2
+
+import flushkit
+from flushkit._exceptions import (
+    RETRIABLE_CODES,
+    RETRIABLE_LEGACY_CODES,
+    error_class_for,
+    error_from_status,
+)
+from flushkit._models import FlushRequest, Status
+
+REQUEST = FlushRequest(
+    collection_names=("docs", "images"), db_name="prod", timeout=5.0, wait=False, started=0.0
+)
+
+
+def status(code=0, error_code=0, reason="", retriable=False):
+    return Status.from_proto(
+        common_pb2.Status(code=code, error_code=error_code, reason=reason, retriable=retriable)
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "error_code", "cls", "retryable"),
+    [
+        (100, 4, flushkit.CollectionNotFoundError, False),
+        (0, 4, flushkit.CollectionNotFoundError, False),
+        (800, 1, flushkit.DatabaseNotFoundError, False),
+        (8, 49, flushkit.RateLimitedError, True),
+        (0, 49, flushkit.RateLimitedError, True),
+        (4, 1, flushkit.RateLimitedError, True),
+        (1, 56, flushkit.ServiceUnavailableError, True),
+        (0, 56, flushkit.ServiceUnavailableError, True),
+        (2, 1, flushkit.ServiceUnavailableError, True),
+        (1400, 1, flushkit.PermissionDeniedError, False),
+        (1401, 1, flushkit.PermissionDeniedError, False),
+        (0, 3, flushkit.PermissionDeniedError, False),
+        (1100, 5, flushkit.InvalidArgumentError, False),
+        (0, 5, flushkit.InvalidArgumentError, False),
+        (9, 48, flushkit.QuotaExceededError, False),
+        (0, 53, flushkit.QuotaExceededError, False),
+        (5, 1, flushkit.ServerError, False),
+        (65535, 1, flushkit.ServerError, False),
+        (0, 1, flushkit.ServerError, False),
+    ],
+)
+def test_status_codes_map_to_classes(code, error_code, cls, retryable):
+    error = error_from_status(status(code, error_code, reason="boom"), REQUEST)
+    assert type(error) is cls
+    assert isinstance(error, flushkit.FlushError)
+    assert error.code == code
+    assert error.error_code == common_pb2.ErrorCode.Name(error_code)
+    assert error.reason == "boom"
+    assert error.retryable is retryable
+    assert error.collection_names == ("docs", "images")
+    assert error.db_name == "prod"
+    assert "'docs'" in str(error) and "boom" in str(error)
+
+
+def test_code_decides_over_legacy_code():
+    assert error_class_for(status(100, 49)) is flushkit.CollectionNotFoundError
+
+
+def test_server_retriable_flag_wins():
+    assert error_from_status(status(5, 1, retriable=True), REQUEST).retryable
+
+
+def test_ok_status():
+    assert status().ok
+    assert not status(0, 1).ok
+    assert not status(1, 0).ok
+
+
+def test_exceptions_pickle_with_their_fields():
+    error = error_from_status(status(8, 49, reason="rate limit exceeded[rate=0.1]"), REQUEST)
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is flushkit.RateLimitedError
+    assert str(again) == str(error)
+    assert vars(again) == vars(error)
+
+
+def test_timeout_error_is_a_timeout_error():
+    assert issubclass(flushkit.FlushTimeoutError, TimeoutError)
+    assert issubclass(flushkit.FlushTimeoutError, flushkit.FlushError)
+
+
+@given(
+    code=st.sampled_from([0, 1, 2, 3, 4, 5, 8, 9, 100, 800, 1100, 1400, 65535])
+    | st.integers(0, 2**31 - 1),
+    error_code=st.sampled_from([v.number for v in common_pb2.ErrorCode.DESCRIPTOR.values]),
+    retriable=st.booleans(),
+)
+def test_every_status_is_success_or_one_documented_error(code, error_code, retriable):
+    s = status(code, error_code, retriable=retriable)
+    if code == 0 and error_code == 0:
+        assert s.ok
+        return
+    error = error_from_status(s, REQUEST)
+    assert isinstance(error, flushkit.FlushError)
+    assert type(error).__name__ in flushkit.__all__
+    expected = retriable or (
+        code in RETRIABLE_CODES if code else error_code in RETRIABLE_LEGACY_CODES
+    )
+    assert error.retryable is expected
