@@ -76,7 +76,15 @@ class FlushRequest:
 
     def replace(self, **changes: Any) -> FlushRequest:
         """A copy of this request with ``changes`` applied."""
-        return dataclasses.replace(self, **changes)
+        values = {name: getattr(self, name) for name in _REQUEST_FIELDS}
+        unknown = changes.keys() - values.keys()
+        if unknown:
+            raise TypeError(f"FlushRequest has no field {', '.join(sorted(unknown))}")
+        values.update(changes)
+        return FlushRequest(**values)
+
+
+_REQUEST_FIELDS = tuple(field.name for field in dataclasses.fields(FlushRequest))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +94,11 @@ class Pause:
     seconds: float
 
 
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(mapping))
+    return MappingProxyType(dict(mapping)) if mapping else _EMPTY
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +142,8 @@ def result_from_proto(
 ) -> FlushResult:
     """Build a :class:`FlushResult` from a ``FlushResponse``."""
     return FlushResult(
-        coll_segIDs=_frozen({k: tuple(v.data) for k, v in response.coll_segIDs.items()}),
-        flush_coll_segIDs=_frozen(
-            {k: tuple(v.data) for k, v in response.flush_coll_segIDs.items()}
-        ),
+        coll_segIDs=_segments(response.coll_segIDs),
+        flush_coll_segIDs=_segments(response.flush_coll_segIDs),
         coll_seal_times=_frozen(response.coll_seal_times),
         coll_flush_ts=_frozen(response.coll_flush_ts),
         db_name=response.db_name or request.db_name,
@@ -142,6 +151,12 @@ def result_from_proto(
         elapsed=_elapsed(request),
         persisted=persisted,
     )
+
+
+def _segments(segments: Any) -> Mapping[str, tuple[int, ...]]:
+    if not segments:
+        return _EMPTY
+    return MappingProxyType({name: tuple(ids.data) for name, ids in segments.items()})
 
 
 def _elapsed(request: FlushRequest) -> float:

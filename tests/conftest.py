@@ -1,0 +1,67 @@
+"""Fixtures: a scripted Milvus gRPC server on loopback, and every facade test run three ways."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anyio
+import pytest
+from pymilvus import MilvusClient
+
+import flushkit
+
+from .fake_milvus import FakeMilvus
+
+RUNTIMES = ("blocking", "asyncio", "trio")
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[FakeMilvus]:
+    with FakeMilvus() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(server: FakeMilvus) -> Iterator[FakeMilvus]:
+    """The scripted server, with fresh scripts and records for this test."""
+    server.reset()
+    yield server
+    server.reset()
+
+
+@pytest.fixture
+def client(fake: FakeMilvus) -> Iterator[MilvusClient]:
+    milvus = MilvusClient(uri=fake.uri)
+    yield milvus
+    milvus.close()
+
+
+@pytest.fixture(params=RUNTIMES)
+def runtime(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+FlushCall = Callable[..., flushkit.FlushResult]
+
+
+def flush_in(runtime: str, client: Any, **flusher_options: Any) -> FlushCall:
+    """A blocking callable that flushes with a new flusher, run the ``runtime`` way."""
+    if runtime == "blocking":
+        flusher = flushkit.Flusher(client, **flusher_options)
+        return flusher.flush
+    async_flusher = flushkit.AsyncFlusher(client, **flusher_options)
+
+    def flush(*args: Any, **kwargs: Any) -> flushkit.FlushResult:
+        async def main() -> flushkit.FlushResult:
+            return await async_flusher.flush(*args, **kwargs)
+
+        return anyio.run(main, backend=runtime)
+
+    return flush
+
+
+@pytest.fixture
+def flush(runtime: str, client: MilvusClient) -> FlushCall:
+    """``flush(...)`` through the default chain, blocking, under asyncio or under trio."""
+    return flush_in(runtime, client)

@@ -1,0 +1,132 @@
+"""What only the async facade has: concurrency without threads, and cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import anyio
+import pytest
+
+import flushkit
+
+from .fake_milvus import delay, hang
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request):
+    return request.param
+
+
+async def test_120_concurrent_flushes_of_a_200ms_rpc_take_about_200ms(fake, client):
+    fake.script_flush(*[delay(0.2) for _ in range(120)])
+    flusher = flushkit.AsyncFlusher(client)
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    peak_borrowed = 0
+    results = []
+
+    async def one(i):
+        results.append(await flusher.flush(f"c{i}", timeout=5.0))
+
+    async def sample_threads():
+        nonlocal peak_borrowed
+        while True:
+            peak_borrowed = max(peak_borrowed, limiter.borrowed_tokens)
+            await anyio.sleep(0.01)
+
+    started = time.monotonic()
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(sample_threads)
+        async with anyio.create_task_group() as tg:
+            for i in range(120):
+                tg.start_soon(one, i)
+        outer.cancel_scope.cancel()
+    took = time.monotonic() - started
+    assert len(results) == 120 and all(r.status.ok for r in results)
+    assert took < 0.6, f"120 concurrent flushes took {took:.3f} s"
+    # no worker thread per flush (anyio's limiter would cap at 40 and serialise)
+    assert peak_borrowed == 0
+    assert not [t for t in threading.enumerate() if "AnyIO" in t.name]
+
+
+async def test_outer_cancel_scope_cancels_the_rpc_on_the_server(fake, client):
+    fake.script_flush(hang())
+    flusher = flushkit.AsyncFlusher(client)
+    started = time.monotonic()
+    with anyio.move_on_after(0.2) as scope:
+        await flusher.flush("docs", timeout=5.0)
+    assert scope.cancelled_caught
+    assert time.monotonic() - started < 0.2 + 0.1
+    assert fake.wait_for_cancellations(1)
+
+
+async def test_callers_scope_deadline_becomes_the_rpc_deadline(fake, client):
+    fake.script_flush(hang())
+    flusher = flushkit.AsyncFlusher(client)
+    with anyio.move_on_after(0.3) as scope:
+        await flusher.flush("docs", timeout=10.0)
+    assert scope.cancelled_caught  # the runtime's cancellation, not a FlushTimeoutError
+    remaining = fake.flush_calls[0].time_remaining
+    assert remaining is not None and remaining <= 0.3 + 0.01
+
+
+async def test_cancelled_task_group_cancels_the_rpc(fake, client):
+    fake.script_flush(hang())
+    flusher = flushkit.AsyncFlusher(client)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(flusher.flush, "docs")
+        await anyio.sleep(0.1)
+        tg.cancel_scope.cancel()
+    assert fake.wait_for_cancellations(1)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_asyncio_task_cancel_propagates_as_cancelled_error(fake, client):
+    fake.script_flush(hang())
+    flusher = flushkit.AsyncFlusher(client)
+    task = asyncio.get_running_loop().create_task(flusher.flush("docs"))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert fake.wait_for_cancellations(1)
+
+
+async def test_cancellation_during_the_wait_loop(fake, client):
+    from .fake_milvus import flushed
+
+    fake.script_flush_state(*[flushed(False) for _ in range(1000)])
+    flusher = flushkit.AsyncFlusher(client)
+    started = time.monotonic()
+    with anyio.move_on_after(0.3) as scope:
+        await flusher.flush("docs", wait=True)
+    assert scope.cancelled_caught
+    assert time.monotonic() - started < 0.3 + 0.1
+
+
+async def test_context_manager_closes(client):
+    async with flushkit.AsyncFlusher(client) as flusher:
+        assert (await flusher.flush("docs")).status.ok
+    with pytest.raises(flushkit.ClientClosedError):
+        await flusher.flush("docs")
+
+
+async def test_event_loop_is_never_blocked(fake, client):
+    fake.script_flush(delay(0.3))
+    flusher = flushkit.AsyncFlusher(client)
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await anyio.sleep(0.01)
+            ticks += 1
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        await flusher.flush("docs")
+        tg.cancel_scope.cancel()
+    assert ticks >= 15

@@ -1,0 +1,268 @@
+"""The public facades against the scripted server: each test runs blocking, under
+asyncio and under trio (the ``flush`` fixture)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import grpc
+import pytest
+
+import flushkit
+
+from .conftest import flush_in
+from .fake_milvus import abort, delay, hang, ok, status
+
+
+def test_flush_returns_what_the_server_said(flush, fake):
+    result = flush(["docs", "images"], timeout=5.0)
+    assert isinstance(result, flushkit.FlushResult)
+    assert result.status.ok and result.status.error_code == "Success"
+    assert set(result.coll_segIDs) == {"docs", "images"}
+    assert all(isinstance(i, int) for ids in result.coll_segIDs.values() for i in ids)
+    assert all(result.coll_segIDs[name] for name in ("docs", "images"))
+    assert set(result.coll_flush_ts) == {"docs", "images"}
+    assert set(result.coll_seal_times) == {"docs", "images"}
+    assert result.db_name == "default"
+    assert 0 < result.elapsed < 5
+    assert result.persisted is False
+    (call,) = fake.flush_calls
+    assert list(call.request.collection_names) == ["docs", "images"]
+    assert fake.flush_state_calls == []
+
+
+def test_one_name_and_duplicates(flush, fake):
+    flush("docs")
+    flush(["docs", "images", "docs"])
+    assert [list(c.request.collection_names) for c in fake.flush_calls] == [
+        ["docs"],
+        ["docs", "images"],
+    ]
+
+
+def test_db_name_per_call_travels_in_request_and_metadata(flush, fake):
+    result = flush("docs", db_name="analytics")
+    call = fake.flush_calls[-1]
+    assert call.request.db_name == "analytics"
+    assert call.metadata["dbname"] == "analytics"
+    assert result.db_name == "analytics"
+
+
+def test_result_is_immutable(flush):
+    result = flush("docs")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.db_name = "x"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        result.coll_segIDs["docs"] = ()  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "cls", "code"),
+    [
+        (
+            status(100, 4, "collection not found[collection=docs]"),
+            flushkit.CollectionNotFoundError,
+            100,
+        ),
+        (status(800, 1, "database not found"), flushkit.DatabaseNotFoundError, 800),
+        (
+            status(8, 49, "rate limit exceeded[rate=0.1]", retriable=True),
+            flushkit.RateLimitedError,
+            8,
+        ),
+        (status(1, 56, "not ready"), flushkit.ServiceUnavailableError, 1),
+        (status(1401, 1, "not permitted"), flushkit.PermissionDeniedError, 1401),
+        (status(1100, 5, "bad name"), flushkit.InvalidArgumentError, 1100),
+        (status(9, 48, "force deny"), flushkit.QuotaExceededError, 9),
+        (status(5, 1, "internal"), flushkit.ServerError, 5),
+        (status(0, 49, "legacy rate limit"), flushkit.RateLimitedError, 0),
+    ],
+)
+def test_failed_status_raises_its_class(flush, fake, behaviour, cls, code):
+    fake.script_flush(behaviour)
+    with pytest.raises(cls) as caught:
+        flush("docs")
+    assert type(caught.value) is cls
+    assert caught.value.code == code
+    assert caught.value.collection_names == ("docs",)
+    assert caught.value.db_name == "default"
+    assert caught.value.reason in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("code", "cls", "retryable"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, flushkit.ServiceUnavailableError, True),
+        (grpc.StatusCode.UNAUTHENTICATED, flushkit.PermissionDeniedError, False),
+        (grpc.StatusCode.PERMISSION_DENIED, flushkit.PermissionDeniedError, False),
+        (grpc.StatusCode.INVALID_ARGUMENT, flushkit.InvalidArgumentError, False),
+        (grpc.StatusCode.CANCELLED, flushkit.ServiceUnavailableError, True),
+        (grpc.StatusCode.INTERNAL, flushkit.ServerError, False),
+        (grpc.StatusCode.UNIMPLEMENTED, flushkit.ServerError, False),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, flushkit.ServerError, False),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, flushkit.FlushTimeoutError, False),
+    ],
+)
+def test_grpc_failures_map_and_never_escape_raw(flush, fake, code, cls, retryable):
+    fake.script_flush(abort(code, "scripted failure"))
+    with pytest.raises(flushkit.FlushError) as caught:
+        flush("docs", timeout=5.0)
+    assert type(caught.value) is cls
+    assert not isinstance(caught.value, grpc.RpcError)
+    assert caught.value.grpc_code == code.name
+    assert caught.value.retryable is retryable
+    assert caught.value.__cause__ is None or not isinstance(caught.value.__cause__, grpc.RpcError)
+
+
+def test_timeout_covers_a_hanging_rpc_and_cancels_it_on_the_server(flush, fake):
+    fake.script_flush(hang())
+    started = time.monotonic()
+    with pytest.raises(flushkit.FlushTimeoutError) as caught:
+        flush(["docs", "images"], timeout=0.3)
+    took = time.monotonic() - started
+    assert 0.25 <= took < 0.3 + 0.15
+    assert isinstance(caught.value, TimeoutError)
+    assert "'docs'" in str(caught.value) and "0.3 s" in str(caught.value)
+    assert fake.wait_for_cancellations(1)
+    assert 0 < fake.flush_calls[0].time_remaining <= 0.3 + 0.01
+
+
+def test_flusher_wide_default_timeout_and_none(fake, runtime, client):
+    fake.script_flush(hang())
+    flush = flush_in(runtime, client, timeout=0.2)
+    with pytest.raises(flushkit.FlushTimeoutError):
+        flush("docs")
+    fake.script_flush(delay(0.3))
+    assert flush("docs", timeout=None).status.ok
+    assert fake.flush_calls[-1].time_remaining is None
+
+
+def test_slow_rpc_within_the_budget_succeeds(flush, fake):
+    fake.script_flush(delay(0.15))
+    assert flush("docs", timeout=2.0).elapsed >= 0.15
+
+
+def test_wait_polls_until_persisted(flush, fake):
+    fake.flushed_after(3)
+    result = flush(["docs"], wait=True, timeout=5.0)
+    assert result.persisted is True
+    states = fake.flush_state_calls
+    assert len(states) == 3
+    flushed = fake.flush_calls[0]
+    assert states[0].request.collection_name == "docs"
+    assert list(states[0].request.segmentIDs) == list(result.coll_segIDs["docs"])
+    assert states[0].request.flush_ts == result.coll_flush_ts["docs"]
+    # the first check comes right after the Flush RPC, then the pauses grow
+    assert states[0].started - flushed.ended < 0.05
+    gaps = [b.started - a.started for a, b in zip(states, states[1:], strict=False)]
+    assert gaps[1] > gaps[0]
+
+
+def test_wait_for_several_collections(flush, fake):
+    result = flush(["docs", "images"], wait=True, timeout=5.0)
+    assert result.persisted
+    assert sorted(c.request.collection_name for c in fake.flush_state_calls) == [
+        "docs",
+        "images",
+    ]
+
+
+def test_wait_never_sleeps_past_the_deadline(flush, fake):
+    fake.script_flush_state(*[flushkit_never() for _ in range(1000)])
+    started = time.monotonic()
+    with pytest.raises(flushkit.FlushTimeoutError):
+        flush("docs", wait=True, timeout=0.4)
+    assert time.monotonic() - started < 0.4 + 0.1
+
+
+def flushkit_never():
+    from .fake_milvus import flushed
+
+    return flushed(False)
+
+
+def test_wait_with_a_failing_state_raises_its_class(flush, fake):
+    fake.script_flush_state(status(100, 4, "collection dropped"))
+    with pytest.raises(flushkit.CollectionNotFoundError):
+        flush("docs", wait=True)
+
+
+def test_failed_flush_status_does_not_wait(flush, fake):
+    fake.script_flush(status(8, 49, "rate limit exceeded", retriable=True))
+    with pytest.raises(flushkit.RateLimitedError):
+        flush("docs", wait=True)
+    assert fake.flush_state_calls == []
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error"),
+    [
+        (([],), {}, ValueError),
+        (("",), {}, ValueError),
+        ((" ",), {}, ValueError),
+        ((None,), {}, TypeError),
+        ((b"docs",), {}, TypeError),
+        (([1],), {}, TypeError),
+        (([["docs"]],), {}, TypeError),
+        (("x" * 256,), {}, ValueError),
+        (("docs",), {"timeout": -1}, ValueError),
+        (("docs",), {"timeout": 0}, ValueError),
+        (("docs",), {"timeout": float("nan")}, ValueError),
+        (("docs",), {"timeout": float("inf")}, ValueError),
+        (("docs",), {"timeout": True}, TypeError),
+        (("docs",), {"timeout": "5"}, TypeError),
+        (("docs",), {"db_name": ""}, ValueError),
+        (("docs",), {"wait": "yes"}, TypeError),
+    ],
+)
+def test_bad_input_is_refused_before_any_rpc(flush, fake, args, kwargs, error):
+    with pytest.raises(error):
+        flush(*args, **kwargs)
+    assert fake.flush_calls == []
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), "5", True])
+def test_bad_flusher_timeout_is_refused(client, timeout):
+    with pytest.raises((ValueError, TypeError)):
+        flushkit.Flusher(client, timeout=timeout)
+    with pytest.raises((ValueError, TypeError)):
+        flushkit.AsyncFlusher(client, timeout=timeout)
+
+
+def test_not_a_client_is_refused():
+    with pytest.raises(TypeError, match="MilvusClient"):
+        flushkit.Flusher("http://localhost:19530")
+
+
+def test_closed_client_raises_client_closed(fake, runtime):
+    from pymilvus import MilvusClient
+
+    milvus = MilvusClient(uri=fake.uri)
+    flush = flush_in(runtime, milvus)
+    milvus.close()
+    with pytest.raises(flushkit.ClientClosedError):
+        flush("docs")
+
+
+def test_flush_survives_pymilvus_replacing_its_channel(flush, client, fake):
+    flush("docs")
+    client._handler.reconnect()
+    assert flush("docs").status.ok
+    assert len(fake.flush_calls) == 2
+
+
+def test_credentials_travel_as_metadata(fake, runtime):
+    from pymilvus import MilvusClient
+
+    milvus = MilvusClient(uri=fake.uri, token="root:Milvus")
+    try:
+        flush_in(runtime, milvus)("docs")
+    finally:
+        milvus.close()
+    assert fake.flush_calls[-1].metadata["authorization"] == "cm9vdDpNaWx2dXM="
+
+
+def test_ok_behaviour_with_explicit_segments(flush, fake):
+    fake.script_flush(ok({"docs": [7, 8, 9]}))
+    assert flush("docs").coll_segIDs["docs"] == (7, 8, 9)
