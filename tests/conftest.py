@@ -12,8 +12,28 @@ from pymilvus import MilvusClient
 import flushkit
 
 from .fake_milvus import FakeMilvus
+from .standalone import Standalone, Standalones
 
 RUNTIMES = ("blocking", "asyncio", "trio")
+
+
+@pytest.fixture(scope="session")
+def milvus_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalones]:
+    """Real Milvus 2.3.5 standalone servers, one at a time, stopped at the end."""
+    pytest.importorskip(
+        "milvus", reason="the milvus package (the standalone server) is not installed"
+    )
+    servers = Standalones(tmp_path_factory.mktemp("milvus"))
+    try:
+        yield servers
+    finally:
+        servers.close()
+
+
+@pytest.fixture
+def milvus_server(milvus_servers: Standalones) -> Standalone:
+    """A real server with authorization on (token ``root:Milvus``)."""
+    return milvus_servers.get(authorization=True)
 
 
 @pytest.fixture(scope="session")

@@ -2,29 +2,42 @@
 
     with FakeMilvus() as server:
         server.script_flush(status(8, 49, "rate limit exceeded", retriable=True), ok())
-        MilvusClient(uri=server.uri)
+        client = MilvusClient(uri=server.uri)
 
 Every byte crosses a real gRPC channel. Behaviours are consumed one per call; when a
 method's script is empty its default applies (``ok()`` for Flush, ``flushed(True)`` for
-GetFlushState). Every call is recorded, with its metadata and whether the server saw the
-client cancel it (or its deadline pass) before answering.
+GetFlushState). Every call is recorded with its metadata, its deadline, and whether the
+server saw the client cancel it (or its deadline pass) before answering.
+
+``MilvusClient(uri=...)`` makes exactly one RPC, ``Connect`` (10 s deadline), and only for
+the first client per address and token: pymilvus pools connections, so later clients reuse
+the channel without any RPC, and ``close()`` sends nothing and keeps the channel open.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc, schema_pb2
 
 __all__ = [
+    "Abort",
+    "Behaviour",
     "Call",
+    "Delay",
     "FakeMilvus",
+    "Flushed",
+    "Hang",
+    "Ok",
+    "Status",
     "abort",
     "delay",
     "flushed",
@@ -33,14 +46,36 @@ __all__ = [
     "status",
 ]
 
+FLUSH = "Flush"
+FLUSH_STATE = "GetFlushState"
+
+# Like Milvus (keepalive.EnforcementPolicy{MinTime: 5s, PermitWithoutStream: true}): pymilvus
+# pings every 10 s even when idle, which grpc's default policy punishes with a GOAWAY.
+_SERVER_OPTIONS = [
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+    ("grpc.http2.max_ping_strikes", 0),
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.so_reuseport", 0),  # a restart on a taken port fails instead of sharing it
+]
+_NO_DEADLINE = 1e9  # grpc reports "no deadline" as ~9.2e18 seconds remaining
+
+
+# behaviours
+
 
 @dataclass(frozen=True)
 class Ok:
+    """An OK answer; for Flush, ``segments`` per collection (None: two per requested one)."""
+
     segments: dict[str, list[int]] | None = None
 
 
 @dataclass(frozen=True)
 class Status:
+    """An answer whose ``common.Status`` carries these fields (and no segments)."""
+
     code: int
     error_code: int = 0
     reason: str = ""
@@ -50,28 +85,37 @@ class Status:
 
 @dataclass(frozen=True)
 class Delay:
+    """Sleep ``seconds`` (ending early if the client goes), then behave as ``then``."""
+
     seconds: float
-    then: Any = None
+    then: Behaviour = field(default_factory=Ok)
 
 
 @dataclass(frozen=True)
 class Hang:
-    pass
+    """Never answer: wait until the client cancels or its deadline passes."""
 
 
 @dataclass(frozen=True)
 class Abort:
+    """End the RPC with a gRPC error status."""
+
     code: grpc.StatusCode
     details: str = ""
 
 
 @dataclass(frozen=True)
 class Flushed:
+    """GetFlushState's OK answer with ``flushed=value``."""
+
     value: bool
 
 
+Behaviour: TypeAlias = Ok | Status | Delay | Hang | Abort | Flushed
+
+
 def ok(segments: dict[str, list[int]] | None = None) -> Ok:
-    """An OK answer; for Flush, ``segments`` (default: two per collection)."""
+    """An OK answer; for Flush, ``segments`` (default: two per requested collection)."""
     return Ok(segments)
 
 
@@ -82,9 +126,11 @@ def status(
     return Status(code, error_code, reason, retriable, detail)
 
 
-def delay(seconds: float, then: Any = None) -> Delay:
+def delay(seconds: float, then: Behaviour | None = None) -> Delay:
     """Sleep (ending early if the client cancels), then behave as ``then`` (default OK)."""
-    return Delay(seconds, then)
+    if not seconds >= 0:
+        raise ValueError(f"delay needs seconds >= 0, not {seconds!r}")
+    return Delay(seconds, ok() if then is None else then)
 
 
 def hang() -> Hang:
@@ -93,7 +139,9 @@ def hang() -> Hang:
 
 
 def abort(code: grpc.StatusCode, details: str = "") -> Abort:
-    """End the RPC with a gRPC error."""
+    """End the RPC with ``context.abort(code, details)``."""
+    if code is grpc.StatusCode.OK:
+        raise ValueError("abort needs an error code, not OK")
     return Abort(code, details)
 
 
@@ -102,84 +150,139 @@ def flushed(value: bool) -> Flushed:
     return Flushed(value)
 
 
+# records
+
+
 @dataclass
 class Call:
+    """One RPC as the server saw it."""
+
     method: str
     request: Any
     metadata: dict[str, str]
-    time_remaining: float | None
-    started: float
-    ended: float = 0.0
-    cancelled: bool = False
+    time_remaining: float | None  # at arrival; None without a deadline
+    started: float  # time.monotonic()
+    ended: float = 0.0  # time.monotonic(); 0.0 while in flight
+    cancelled: bool = False  # the client cancelled or its deadline passed before an answer
 
 
-@dataclass
-class _Script:
-    default: Any
-    queue: deque[Any] = field(default_factory=deque)
+def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
+    return {
+        key.lower(): value.decode("utf-8", "backslashreplace")
+        if isinstance(value, bytes)
+        else str(value)
+        for key, value in context.invocation_metadata() or ()
+    }
 
-    def next(self) -> Any:
-        try:
-            return self.queue.popleft()
-        except IndexError:
-            return self.default
+
+def _time_remaining(context: grpc.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None or remaining > _NO_DEADLINE else remaining
+
+
+def _status_pb(behaviour: Status) -> Any:
+    return common_pb2.Status(
+        code=behaviour.code,
+        error_code=behaviour.error_code,
+        reason=behaviour.reason,
+        retriable=behaviour.retriable,
+        detail=behaviour.detail,
+    )
+
+
+def _check(method: str, behaviour: object) -> None:
+    while isinstance(behaviour, Delay):
+        behaviour = behaviour.then
+    if not isinstance(behaviour, Ok | Status | Hang | Abort | Flushed):
+        raise TypeError(f"not a fake_milvus behaviour: {behaviour!r}")
+    if isinstance(behaviour, Flushed) and method != FLUSH_STATE:
+        raise TypeError(f"flushed() answers GetFlushState, not {method}")
 
 
 class _Servicer(milvus_pb2_grpc.MilvusServiceServicer):  # type: ignore[misc]
-    def __init__(self, server: FakeMilvus) -> None:
-        self.server = server
+    """The RPCs pymilvus needs; everything else is the base class's UNIMPLEMENTED."""
+
+    def __init__(self, fake: FakeMilvus) -> None:
+        self._fake = fake
+        self._identifiers = itertools.count(1)
 
     def Connect(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self.server._record("Connect", request, context)
-        return milvus_pb2.ConnectResponse(
-            status=common_pb2.Status(), identifier=1, server_info=common_pb2.ServerInfo()
-        )
+        call = self._fake._record("Connect", request, context)
+        try:
+            return milvus_pb2.ConnectResponse(
+                status=common_pb2.Status(),
+                identifier=next(self._identifiers),
+                server_info=common_pb2.ServerInfo(
+                    build_tags=FakeMilvus.VERSION,
+                    build_time="fake",
+                    git_commit="fake",
+                    go_version="fake",
+                    deploy_mode="STANDALONE",
+                ),
+            )
+        finally:
+            call.ended = time.monotonic()
+
+    def GetVersion(self, request: Any, context: grpc.ServicerContext) -> Any:
+        call = self._fake._record("GetVersion", request, context)
+        call.ended = time.monotonic()
+        return milvus_pb2.GetVersionResponse(status=common_pb2.Status(), version=FakeMilvus.VERSION)
 
     def Flush(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return self.server._answer("Flush", request, context)
+        return self._fake._serve(FLUSH, request, context)
 
     def GetFlushState(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return self.server._answer("GetFlushState", request, context)
-
-
-def _remaining(context: grpc.ServicerContext) -> float | None:
-    remaining = context.time_remaining()
-    return None if remaining is None or remaining > 1e9 else remaining  # no deadline
+        return self._fake._serve(FLUSH_STATE, request, context)
 
 
 class FakeMilvus:
-    """The scripted server: ``start()``/``stop()`` or a context manager."""
+    """The scripted server on ``127.0.0.1``: ``start()``/``stop()`` or a context manager."""
+
+    VERSION = "v2.6.0"
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cancelled = threading.Condition(self._lock)
-        self._stopping = threading.Event()
-        self._server: grpc.Server | None = None
-        self._sleepers: set[threading.Event] = set()
         self.port = 0
-        self.calls: list[Call] = []
-        self.reset()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a call arrived or was cancelled
+        self._calls: list[Call] = []
+        self._scripts: dict[str, deque[Behaviour]] = {FLUSH: deque(), FLUSH_STATE: deque()}
+        self._defaults: dict[str, Behaviour] = {FLUSH: ok(), FLUSH_STATE: flushed(True)}
+        self._waiters: set[threading.Event] = set()
+        self._stopping = False
+        self._server: grpc.Server | None = None
+        self._executor: futures.ThreadPoolExecutor | None = None
 
     @property
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    # lifecycle
+
     def start(self) -> FakeMilvus:
-        self._stopping.clear()
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=256))
-        milvus_pb2_grpc.add_MilvusServiceServicer_to_server(_Servicer(self), self._server)
-        self.port = self._server.add_insecure_port(f"127.0.0.1:{self.port}")
-        self._server.start()
+        """Serve on a free port (or, after ``stop()``, on the same port again)."""
+        if self._server is not None:
+            raise RuntimeError("FakeMilvus is already serving")
+        self._stopping = False
+        self._executor = futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="fake")
+        server = grpc.server(self._executor, options=_SERVER_OPTIONS)
+        milvus_pb2_grpc.add_MilvusServiceServicer_to_server(_Servicer(self), server)
+        self.port = server.add_insecure_port(f"127.0.0.1:{self.port}")
+        server.start()
+        self._server = server
         return self
 
     def stop(self) -> None:
-        self._stopping.set()
+        """Stop at once; hanging and sleeping calls end with UNAVAILABLE."""
         with self._lock:
-            for sleeper in self._sleepers:
-                sleeper.set()
+            self._stopping = True
+            for waiter in self._waiters:
+                waiter.set()
         if self._server is not None:
             self._server.stop(grace=0).wait(5)
             self._server = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     def __enter__(self) -> FakeMilvus:
         return self.start()
@@ -188,121 +291,157 @@ class FakeMilvus:
         self.stop()
 
     # scripting
-    def reset(self) -> None:
-        with self._lock:
-            self._scripts = {"Flush": _Script(ok()), "GetFlushState": _Script(flushed(True))}
-            self.calls = []
 
-    def script_flush(self, *behaviours: Any) -> None:
-        with self._lock:
-            self._scripts["Flush"].queue.extend(behaviours)
+    def script_flush(self, *behaviours: Behaviour) -> None:
+        """Queue behaviours for the next Flush calls, one each."""
+        self._script(FLUSH, behaviours)
 
-    def script_flush_state(self, *behaviours: Any) -> None:
-        with self._lock:
-            self._scripts["GetFlushState"].queue.extend(behaviours)
+    def script_flush_state(self, *behaviours: Behaviour) -> None:
+        """Queue behaviours for the next GetFlushState calls, one each."""
+        self._script(FLUSH_STATE, behaviours)
 
     def flushed_after(self, n: int) -> None:
-        """GetFlushState answers not flushed n-1 times, then flushed."""
+        """The next ``n - 1`` GetFlushState calls answer not flushed, the n-th flushed."""
+        if n < 1:
+            raise ValueError(f"flushed_after needs n >= 1, not {n!r}")
         self.script_flush_state(*[flushed(False)] * (n - 1), flushed(True))
 
+    def reset(self) -> None:
+        """Forget scripts and records (calls still in flight keep running)."""
+        with self._lock:
+            for queue in self._scripts.values():
+                queue.clear()
+            self._calls = []
+
+    def _script(self, method: str, behaviours: tuple[Behaviour, ...]) -> None:
+        for behaviour in behaviours:
+            _check(method, behaviour)
+        with self._lock:
+            self._scripts[method].extend(behaviours)
+
     # records
+
+    @property
+    def calls(self) -> list[Call]:
+        """Every call since the last ``reset()``, in arrival order (a snapshot)."""
+        with self._lock:
+            return list(self._calls)
+
     @property
     def flush_calls(self) -> list[Call]:
-        return [call for call in self.calls if call.method == "Flush"]
+        return [call for call in self.calls if call.method == FLUSH]
 
     @property
     def flush_state_calls(self) -> list[Call]:
-        return [call for call in self.calls if call.method == "GetFlushState"]
+        return [call for call in self.calls if call.method == FLUSH_STATE]
+
+    def wait_for_calls(self, n: int, method: str | None = None, timeout: float = 2.0) -> bool:
+        """Block until ``n`` calls (of ``method``, if given) have arrived."""
+        return self._wait_until(
+            lambda: sum(method in (None, call.method) for call in self._calls) >= n, timeout
+        )
 
     def wait_for_cancellations(self, n: int, timeout: float = 2.0) -> bool:
-        """Block until the server saw ``n`` calls end without an answer."""
-        with self._cancelled:
-            return self._cancelled.wait_for(
-                lambda: sum(call.cancelled for call in self.calls) >= n, timeout
-            )
+        """Block until the server saw ``n`` calls cancelled (or past their deadline)."""
+        return self._wait_until(lambda: sum(call.cancelled for call in self._calls) >= n, timeout)
 
-    # serving
+    def _wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(predicate, timeout)
+
     def _record(self, method: str, request: Any, context: grpc.ServicerContext) -> Call:
         call = Call(
             method=method,
             request=request,
-            metadata={key.lower(): str(value) for key, value in context.invocation_metadata()},
-            time_remaining=_remaining(context),
+            metadata=_metadata(context),
+            time_remaining=_time_remaining(context),
             started=time.monotonic(),
         )
-        with self._lock:
-            self.calls.append(call)
+        with self._changed:
+            self._calls.append(call)
+            self._changed.notify_all()
         return call
 
-    def _answer(self, method: str, request: Any, context: grpc.ServicerContext) -> Any:
+    # serving
+
+    def _serve(self, method: str, request: Any, context: grpc.ServicerContext) -> Any:
         call = self._record(method, request, context)
         with self._lock:
-            behaviour = self._scripts[method].next()
+            queue = self._scripts[method]
+            behaviour = queue.popleft() if queue else self._defaults[method]
         try:
+            if not context.is_active() and not self._stopping:  # deadline passed on the way
+                self._cancelled(call, context)
             return self._behave(behaviour, method, request, context, call)
         finally:
             call.ended = time.monotonic()
 
     def _behave(
-        self, behaviour: Any, method: str, request: Any, context: grpc.ServicerContext, call: Call
+        self,
+        behaviour: Behaviour,
+        method: str,
+        request: Any,
+        context: grpc.ServicerContext,
+        call: Call,
     ) -> Any:
         if isinstance(behaviour, Delay | Hang):
             seconds = behaviour.seconds if isinstance(behaviour, Delay) else None
-            if not self._sleep(seconds, context):
-                self._saw_cancel(call)
-                context.abort(grpc.StatusCode.CANCELLED, "ended by the client")
-            if isinstance(behaviour, Hang):  # stopping
-                context.abort(grpc.StatusCode.UNAVAILABLE, "server stopping")
-            return self._behave(behaviour.then or ok(), method, request, context, call)
+            while True:
+                self._wait(seconds, context)
+                if self._stopping:
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "fake Milvus is stopping")
+                if not context.is_active():
+                    self._cancelled(call, context)
+                if isinstance(behaviour, Delay):
+                    return self._behave(behaviour.then, method, request, context, call)
         if isinstance(behaviour, Abort):
             context.abort(behaviour.code, behaviour.details)
         if isinstance(behaviour, Status):
-            failed = common_pb2.Status(
-                code=behaviour.code,
-                error_code=behaviour.error_code,
-                reason=behaviour.reason,
-                retriable=behaviour.retriable,
-                detail=behaviour.detail,
-            )
-            if method == "Flush":
-                return milvus_pb2.FlushResponse(status=failed)
-            return milvus_pb2.GetFlushStateResponse(status=failed)
-        if method == "GetFlushState":
+            if method == FLUSH:
+                return milvus_pb2.FlushResponse(status=_status_pb(behaviour))
+            return milvus_pb2.GetFlushStateResponse(status=_status_pb(behaviour))
+        if method == FLUSH_STATE:
             value = behaviour.value if isinstance(behaviour, Flushed) else True
             return milvus_pb2.GetFlushStateResponse(status=common_pb2.Status(), flushed=value)
-        return self._flush_response(behaviour, request, context)
+        if isinstance(behaviour, Ok):
+            return _flush_response(behaviour, request, context)
+        context.abort(grpc.StatusCode.INTERNAL, f"fake Milvus cannot answer {method} {behaviour}")
 
-    @staticmethod
-    def _flush_response(behaviour: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        names = list(request.collection_names)
-        segments = getattr(behaviour, "segments", None)
-        if segments is None:
-            segments = {name: [1001 + 10 * i, 1002 + 10 * i] for i, name in enumerate(names)}
-        metadata = dict(context.invocation_metadata())
-        now = int(time.time())
-        return milvus_pb2.FlushResponse(
-            status=common_pb2.Status(),
-            db_name=request.db_name or str(metadata.get("dbname", "default")),
-            coll_segIDs={n: schema_pb2.LongArray(data=ids) for n, ids in segments.items()},
-            flush_coll_segIDs={n: schema_pb2.LongArray(data=ids) for n, ids in segments.items()},
-            coll_seal_times={name: now for name in segments},
-            coll_flush_ts={name: (now << 18) + 1 for name in segments},
-        )
-
-    def _sleep(self, seconds: float | None, context: grpc.ServicerContext) -> bool:
-        """Sleep; False as soon as the client is gone (cancel or deadline)."""
-        ended = threading.Event()
-        context.add_callback(ended.set)  # runs when the RPC terminates, however it ends
+    def _wait(self, seconds: float | None, context: grpc.ServicerContext) -> None:
+        """Sleep ``seconds`` (None: forever) or until the RPC ends or the server stops."""
+        woken = threading.Event()
+        if not context.add_callback(woken.set):  # the RPC has already ended
+            woken.set()
         with self._lock:
-            self._sleepers.add(ended)
+            if self._stopping:
+                woken.set()
+            self._waiters.add(woken)
         try:
-            ended.wait(seconds)
+            woken.wait(seconds)
         finally:
             with self._lock:
-                self._sleepers.discard(ended)
-        return context.is_active() or self._stopping.is_set()
+                self._waiters.discard(woken)
 
-    def _saw_cancel(self, call: Call) -> None:
-        with self._cancelled:
+    def _cancelled(self, call: Call, context: grpc.ServicerContext) -> None:
+        """Record that the client went before an answer, and end the handler."""
+        with self._changed:
             call.cancelled = True
-            self._cancelled.notify_all()
+            self._changed.notify_all()
+        context.abort(grpc.StatusCode.CANCELLED, "the client went before the answer")
+
+
+def _flush_response(behaviour: Ok, request: Any, context: grpc.ServicerContext) -> Any:
+    segments = behaviour.segments
+    if segments is None:
+        names = dict.fromkeys(request.collection_names)  # unique, in order
+        segments = {name: [1001 + 10 * i, 1002 + 10 * i] for i, name in enumerate(names)}
+    now = time.time()
+    db_name = request.db_name or _metadata(context).get("dbname") or "default"
+    return milvus_pb2.FlushResponse(
+        status=common_pb2.Status(),
+        db_name=db_name,
+        coll_segIDs={name: schema_pb2.LongArray(data=ids) for name, ids in segments.items()},
+        flush_coll_segIDs={name: schema_pb2.LongArray(data=ids) for name, ids in segments.items()},
+        coll_seal_times=dict.fromkeys(segments, int(now)),
+        coll_flush_ts=dict.fromkeys(segments, int(now * 1000) << 18),  # a hybrid timestamp
+    )

@@ -1,0 +1,175 @@
+"""Integration on a real Milvus 2.3.5 standalone server (authorization on), blocking,
+under asyncio and under trio. Milvus Lite returns no segment IDs and treats a missing
+collection as success, so these are the tests that prove the contract."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pymilvus import MilvusClient
+
+import flushkit
+
+from .conftest import flush_in
+from .test_telemetry import RecordingLogger
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture
+def root(milvus_server):
+    client = MilvusClient(uri=milvus_server.uri, token=milvus_server.token)
+    yield client
+    client.close()
+
+
+_made: set[tuple[str, str]] = set()
+
+
+def collection(client, name, rows=0, db_name=None):
+    """Create ``name`` once (in ``db_name``), then insert ``rows`` fresh rows."""
+    target = client
+    if db_name is not None:
+        target = MilvusClient(uri=client._config.uri, token="root:Milvus", db_name=db_name)
+    key = (client._config.uri, f"{db_name}.{name}")
+    if key not in _made:
+        if target.has_collection(name):
+            target.drop_collection(name)
+        target.create_collection(name, dimension=4)
+        _made.add(key)
+    if rows:
+        start = int(time.time() * 1000) % 10**9
+        data = [{"id": start + i, "vector": [0.1, 0.2, 0.3, i / rows]} for i in range(rows)]
+        target.insert(name, data)
+    if target is not client:
+        target.close()
+    return name
+
+
+def test_fresh_rows_give_segment_ids_flush_ts_and_seal_times(root, runtime):
+    name = collection(root, f"fresh_{runtime}", rows=200)
+    before = int(time.time())
+    result = flush_in(runtime, root)(name, timeout=30.0)
+    assert result.status.ok
+    assert result.coll_segIDs[name], result
+    assert all(isinstance(i, int) and i > 0 for i in result.coll_segIDs[name])
+    assert result.coll_flush_ts[name] > 0
+    assert before - 60 <= result.coll_seal_times[name] <= time.time() + 60
+    assert result.persisted is False
+
+
+def test_wait_returns_when_persisted_and_statistics_count_every_row(root, runtime):
+    name = collection(root, f"wait_{runtime}", rows=300)
+    result = flush_in(runtime, root)(name, wait=True, timeout=60.0)
+    assert result.persisted is True
+    assert result.coll_segIDs[name]
+    assert int(root.get_collection_stats(name)["row_count"]) == 300
+
+
+def test_several_collections_in_one_call(root, runtime):
+    names = [collection(root, f"multi_{i}_{runtime}", rows=50) for i in range(3)]
+    result = flush_in(runtime, root)(names, wait=True, timeout=60.0)
+    assert set(result.coll_segIDs) == set(names)
+    assert all(result.coll_segIDs[name] for name in names)
+
+
+def test_db_name_per_call_reaches_a_second_database(root, runtime):
+    if "second" not in root.list_databases():
+        root.create_database("second")
+    name = collection(root, f"second_{runtime}", rows=50, db_name="second")
+    result = flush_in(runtime, root)(name, db_name="second", timeout=30.0)
+    assert result.db_name == "second"
+    assert result.coll_segIDs[name]
+    # the same name is not in the client's own database
+    with pytest.raises(flushkit.CollectionNotFoundError):
+        flush_in(runtime, root)(name, timeout=30.0)
+
+
+def test_database_that_does_not_exist(root, runtime):
+    # Milvus 2.3.5 reports a missing database as a missing collection, code 100
+    with pytest.raises(flushkit.CollectionNotFoundError) as caught:
+        flush_in(runtime, root)("docs", db_name="no_such_db", timeout=30.0)
+    assert caught.value.db_name == "no_such_db"
+    assert "no_such_db" in caught.value.reason
+
+
+def test_collection_that_does_not_exist(root, runtime):
+    with pytest.raises(flushkit.CollectionNotFoundError) as caught:
+        flush_in(runtime, root)("no_such_collection", timeout=30.0)
+    assert caught.value.code == 100
+    assert caught.value.error_code == "CollectionNotExists"
+    assert caught.value.collection_names == ("no_such_collection",)
+    assert caught.value.retryable is False
+
+
+PASSWORD = "Al1cePassw0rd"
+
+
+def test_credentials_right_and_wrong_never_leak(root, milvus_server, runtime):
+    name = collection(root, f"auth_{runtime}", rows=10)
+    user = f"alice_{runtime}"
+    if user in root.list_users():
+        root.drop_user(user)
+    root.create_user(user, PASSWORD)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    logger = RecordingLogger()
+    chain = flushkit.default_middleware(logger=logger, tracer_provider=provider)
+    texts = []
+
+    # the right credential, without the privilege to flush
+    alice = MilvusClient(uri=milvus_server.uri, token=f"{user}:{PASSWORD}")
+    flush = flush_in(runtime, alice, middleware=chain)
+    with pytest.raises(flushkit.PermissionDeniedError) as denied:
+        flush(name, timeout=30.0)
+    assert denied.value.grpc_code == "PERMISSION_DENIED"
+    texts.append(str(denied.value))
+
+    # a credential the server no longer accepts
+    root.update_password(user, PASSWORD, "An0therPassw0rd")
+    time.sleep(0.5)
+    with pytest.raises(flushkit.PermissionDeniedError) as refused:
+        flush(name, timeout=30.0)
+    assert refused.value.grpc_code == "UNAUTHENTICATED"
+    texts += [str(refused.value), repr(vars(refused.value))]
+    alice.close()
+    root.drop_user(user)
+
+    # the right credential with the privilege works
+    assert flush_in(runtime, root, middleware=chain)(name, timeout=30.0).status.ok
+
+    texts += [repr(event) for event in logger.events]
+    texts += [span.to_json() for span in exporter.get_finished_spans()]
+    joined = "\n".join(texts)
+    assert len(logger.events) == 3 and len(exporter.get_finished_spans()) == 3
+    for secret in (PASSWORD, "An0therPassw0rd", 'Milvus"', "root:Milvus"):
+        assert secret not in joined
+
+
+@pytest.fixture
+def throttled(milvus_servers):
+    """A server whose flush rate limit is on (0.1 flush/s); replaces the other server."""
+    server = milvus_servers.get(
+        **{"quotaAndLimits.flushRate.enabled": "true", "quotaAndLimits.flushRate.max": "0.1"}
+    )
+    client = MilvusClient(uri=server.uri)
+    if not client.has_collection("docs"):
+        client.create_collection("docs", dimension=4)
+    yield client
+    client.close()
+
+
+def test_the_servers_flush_rate_limit_is_rate_limited_and_retryable(throttled, runtime):
+    flush = flush_in(runtime, throttled)
+    with pytest.raises(flushkit.RateLimitedError) as caught:
+        for _ in range(3):  # the first may pass; one every 10 s does
+            flush("docs", timeout=30.0)
+    assert caught.value.retryable is True
+    assert caught.value.code == 8
+    assert caught.value.error_code == "RateLimit"
+    assert "rate limit exceeded" in caught.value.reason
