@@ -10,9 +10,9 @@ import pytest
 from pymilvus import MilvusClient
 
 import flushkit
+from flushkit._standalone import Standalone, Standalones
 
 from .fake_milvus import FakeMilvus
-from .standalone import Standalone, Standalones
 
 RUNTIMES = ("blocking", "asyncio", "trio")
 

@@ -49,8 +49,7 @@ __all__ = [
 FLUSH = "Flush"
 FLUSH_STATE = "GetFlushState"
 
-# Like Milvus (keepalive.EnforcementPolicy{MinTime: 5s, PermitWithoutStream: true}): pymilvus
-# pings every 10 s even when idle, which grpc's default policy punishes with a GOAWAY.
+# Milvus's keepalive policy (MinTime 5 s, PermitWithoutStream): pymilvus pings every 10 s.
 _SERVER_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 5000),
@@ -208,20 +207,18 @@ class _Servicer(milvus_pb2_grpc.MilvusServiceServicer):  # type: ignore[misc]
 
     def Connect(self, request: Any, context: grpc.ServicerContext) -> Any:
         call = self._fake._record("Connect", request, context)
-        try:
-            return milvus_pb2.ConnectResponse(
-                status=common_pb2.Status(),
-                identifier=next(self._identifiers),
-                server_info=common_pb2.ServerInfo(
-                    build_tags=FakeMilvus.VERSION,
-                    build_time="fake",
-                    git_commit="fake",
-                    go_version="fake",
-                    deploy_mode="STANDALONE",
-                ),
-            )
-        finally:
-            call.ended = time.monotonic()
+        call.ended = time.monotonic()
+        return milvus_pb2.ConnectResponse(
+            status=common_pb2.Status(),
+            identifier=next(self._identifiers),  # a session id; pymilvus sends it back
+            server_info=common_pb2.ServerInfo(
+                build_tags=FakeMilvus.VERSION,
+                build_time="fake",
+                git_commit="fake",
+                go_version="fake",
+                deploy_mode="STANDALONE",
+            ),
+        )
 
     def GetVersion(self, request: Any, context: grpc.ServicerContext) -> Any:
         call = self._fake._record("GetVersion", request, context)

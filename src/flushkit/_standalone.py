@@ -1,5 +1,6 @@
-"""The real Milvus standalone server of the PyPI package ``milvus`` (2.3.5), for tests and
-benchmarks: started in a temporary directory on free loopback ports, always stopped.
+"""The real Milvus standalone server of the PyPI package ``milvus`` (2.3.5), for
+``flushkit demo --server``, the tests and the benchmarks: started in a temporary directory
+on free loopback ports, always stopped.
 
 Two of these servers cannot run at once on one machine (their embedded etcd peers share
 a fixed port), so :class:`Standalones` keeps at most one running and restarts it when a

@@ -1,0 +1,235 @@
+"""The ``flushkit`` command: ``flushkit flush`` and ``flushkit demo``.
+
+Exit codes (also in the README):
+
+====  ===========================================================
+0     success
+1     an unexpected error
+2     bad usage or arguments (before any RPC)
+3     FlushTimeoutError
+4     CollectionNotFoundError
+5     DatabaseNotFoundError
+6     RateLimitedError
+7     ServiceUnavailableError, or the server could not be reached
+8     PermissionDeniedError
+9     InvalidArgumentError
+10    QuotaExceededError
+11    ServerError, ClientClosedError and any other FlushError
+====  ===========================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import structlog
+
+from . import _exceptions as errors
+from ._blocking import Flusher
+from ._models import FlushResult
+
+EXIT_CODES: dict[type[errors.FlushError], int] = {
+    errors.FlushTimeoutError: 3,
+    errors.CollectionNotFoundError: 4,
+    errors.DatabaseNotFoundError: 5,
+    errors.RateLimitedError: 6,
+    errors.ServiceUnavailableError: 7,
+    errors.PermissionDeniedError: 8,
+    errors.InvalidArgumentError: 9,
+    errors.QuotaExceededError: 10,
+}
+EXIT_OTHER_FLUSH_ERROR = 11
+EXIT_UNREACHABLE = 7
+EXIT_USAGE = 2
+
+
+def exit_code_of(error: errors.FlushError) -> int:
+    for cls in type(error).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return EXIT_OTHER_FLUSH_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    _configure_logging(args.verbose)
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flushkit", description="Flush Milvus collections safely and observably."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    commands = parser.add_subparsers(dest="command")
+
+    flush = commands.add_parser(
+        "flush",
+        help="flush collections and print the result",
+        description="Flush collections and print the result. Exit codes: 0 success, "
+        "3 timeout, 4 collection not found, 5 database not found, 6 rate limited, "
+        "7 unavailable, 8 permission denied, 9 invalid argument, 10 quota exceeded, "
+        "11 other server error, 2 bad arguments, 1 unexpected.",
+    )
+    flush.add_argument("names", nargs="+", metavar="NAME", help="collection names")
+    flush.add_argument(
+        "--uri",
+        default=os.environ.get("MILVUS_URI", "http://localhost:19530"),
+        help="server URI or Milvus Lite .db file (default: $MILVUS_URI or http://localhost:19530)",
+    )
+    flush.add_argument(
+        "--token",
+        default=os.environ.get("MILVUS_TOKEN", ""),
+        help="credential, user:password or API key (default: $MILVUS_TOKEN; prefer the "
+        "variable, which stays out of shell history)",
+    )
+    flush.add_argument("--db", default=None, help="database (default: the server's default)")
+    flush.add_argument("--timeout", type=float, default=60.0, help="budget in seconds")
+    flush.add_argument("--wait", action="store_true", help="wait until persisted")
+    flush.add_argument("--json", action="store_true", help="print the result as JSON")
+    flush.set_defaults(run=_flush)
+
+    demo = commands.add_parser(
+        "demo",
+        help="an end-to-end flush on Milvus Lite, with logs and the span",
+        description="Create a collection, insert rows, flush through the full default chain "
+        "with readable logs and the finished span printed, show the result, clean up.",
+    )
+    demo.add_argument(
+        "--server",
+        action="store_true",
+        help="use the embedded Milvus standalone server (pip install 'flushkit[server]') "
+        "instead of a Milvus Lite file in the current directory",
+    )
+    demo.add_argument("--rows", type=int, default=1000, help="rows to insert")
+    demo.set_defaults(run=_demo, verbose=True)
+    return parser
+
+
+def _configure_logging(verbose: bool) -> None:
+    """The command is an application: it may configure structlog (to stderr)."""
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.DEBUG if verbose else logging.WARNING
+        ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _connect(uri: str, token: str, timeout: float) -> Any:
+    from pymilvus import MilvusClient
+    from pymilvus.exceptions import MilvusException
+
+    try:
+        return MilvusClient(uri=uri, token=token, timeout=timeout)
+    except MilvusException as exc:
+        raise _Unreachable(str(exc.message)) from None
+
+
+class _Unreachable(Exception):
+    pass
+
+
+def _flush(args: argparse.Namespace) -> int:
+    try:
+        client = _connect(args.uri, args.token, args.timeout)
+    except _Unreachable as exc:
+        print(f"flushkit: cannot connect: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    try:
+        flusher = Flusher(client)
+        result = flusher.flush(args.names, db_name=args.db, timeout=args.timeout, wait=args.wait)
+    except (ValueError, TypeError) as exc:
+        print(f"flushkit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except errors.FlushError as exc:
+        print(f"flushkit: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exit_code_of(exc)
+    finally:
+        client.close()
+    if args.json:
+        json.dump(result_as_json(result), sys.stdout, indent=2)
+        print()
+    else:
+        print_table(result, sys.stdout)
+    return 0
+
+
+def result_as_json(result: FlushResult) -> dict[str, Any]:
+    status = result.status
+    return {
+        "db_name": result.db_name,
+        "coll_segIDs": {name: list(ids) for name, ids in result.coll_segIDs.items()},
+        "flush_coll_segIDs": {name: list(ids) for name, ids in result.flush_coll_segIDs.items()},
+        "coll_seal_times": dict(result.coll_seal_times),
+        "coll_flush_ts": dict(result.coll_flush_ts),
+        "status": {
+            "code": status.code,
+            "error_code": status.error_code,
+            "reason": status.reason,
+            "retriable": status.retriable,
+            "detail": status.detail,
+        },
+        "elapsed": result.elapsed,
+        "persisted": result.persisted,
+    }
+
+
+def print_table(result: FlushResult, out: TextIO) -> None:
+    names = sorted(
+        set(result.coll_segIDs) | set(result.coll_flush_ts) | set(result.flush_coll_segIDs)
+    )
+    rows = [("collection", "sealed segments", "flushed segments", "sealed at", "flush ts")]
+    for name in names:
+        sealed_at = result.coll_seal_times.get(name)
+        rows.append(
+            (
+                name,
+                " ".join(map(str, result.coll_segIDs.get(name, ()))) or "-",
+                " ".join(map(str, result.flush_coll_segIDs.get(name, ()))) or "-",
+                datetime.datetime.fromtimestamp(sealed_at).isoformat(sep=" ") if sealed_at else "-",
+                str(result.coll_flush_ts.get(name, "-")),
+            )
+        )
+    if len(rows) > 1:
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print(
+                "  ".join(
+                    cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+                ).rstrip(),
+                file=out,
+            )
+    else:
+        print("(the server reported no segments)", file=out)
+    print(
+        f"database {result.db_name}: {result.status.error_code}, "
+        f"{'persisted' if result.persisted else 'sealed'} in {result.elapsed * 1000:.1f} ms",
+        file=out,
+    )
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
+
+    return run_demo(use_server=args.server, rows=args.rows)
