@@ -11,8 +11,7 @@ from pymilvus import MilvusClient
 
 import flushkit
 from flushkit._standalone import Standalone, Standalones
-
-from .fake_milvus import FakeMilvus
+from flushkit.testing import MilvusTestServer
 
 RUNTIMES = ("blocking", "asyncio", "trio")
 
@@ -36,22 +35,14 @@ def milvus_server(milvus_servers: Standalones) -> Standalone:
     return milvus_servers.get(authorization=True)
 
 
-@pytest.fixture(scope="session")
-def server() -> Iterator[FakeMilvus]:
-    with FakeMilvus() as fake:
-        yield fake
+@pytest.fixture
+def fake(milvus_test_server: MilvusTestServer) -> MilvusTestServer:
+    """flushkit.testing's scripted server (the plugin's fixture), fresh for this test."""
+    return milvus_test_server
 
 
 @pytest.fixture
-def fake(server: FakeMilvus) -> Iterator[FakeMilvus]:
-    """The scripted server, with fresh scripts and records for this test."""
-    server.reset()
-    yield server
-    server.reset()
-
-
-@pytest.fixture
-def client(fake: FakeMilvus) -> Iterator[MilvusClient]:
+def client(fake: MilvusTestServer) -> Iterator[MilvusClient]:
     milvus = MilvusClient(uri=fake.uri)
     yield milvus
     milvus.close()

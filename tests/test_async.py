@@ -10,8 +10,7 @@ import anyio
 import pytest
 
 import flushkit
-
-from .fake_milvus import delay, hang
+from flushkit.testing import delay, hang
 
 pytestmark = pytest.mark.anyio
 
@@ -96,7 +95,7 @@ async def test_asyncio_task_cancel_propagates_as_cancelled_error(fake, client):
 
 
 async def test_cancellation_during_the_wait_loop(fake, client):
-    from .fake_milvus import flushed
+    from flushkit.testing import flushed
 
     fake.script_flush_state(*[flushed(False) for _ in range(1000)])
     flusher = flushkit.AsyncFlusher(client)

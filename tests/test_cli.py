@@ -13,8 +13,7 @@ import pytest
 import structlog
 
 from flushkit._cli import main
-
-from .fake_milvus import abort, hang, ok, status
+from flushkit.testing import abort, hang, ok, status
 
 
 @pytest.fixture(autouse=True)

@@ -11,9 +11,9 @@ import grpc
 import pytest
 
 import flushkit
+from flushkit.testing import abort, delay, hang, ok, status
 
 from .conftest import flush_in
-from .fake_milvus import abort, delay, hang, ok, status
 
 
 def test_flush_returns_what_the_server_said(flush, fake):
@@ -178,7 +178,7 @@ def test_wait_never_sleeps_past_the_deadline(flush, fake):
 
 
 def flushkit_never():
-    from .fake_milvus import flushed
+    from flushkit.testing import flushed
 
     return flushed(False)
 

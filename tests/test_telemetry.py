@@ -11,9 +11,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 from pymilvus import MilvusClient
 
 import flushkit
+from flushkit.testing import abort, hang, status
 
 from .conftest import flush_in
-from .fake_milvus import abort, hang, status
 
 
 class RecordingLogger:

@@ -1,17 +1,37 @@
-"""A real Milvus gRPC server on loopback, scripted per call, for flushkit's tests.
+"""flushkit.testing: a real Milvus gRPC server on loopback, scripted per call, for tests.
 
-    with FakeMilvus() as server:
+Test your own service's flushes against it, as flushkit's own tests do::
+
+    from flushkit.testing import MilvusTestServer, delay, disconnect, hang, ok, status
+
+    with MilvusTestServer() as server:
         server.script_flush(status(8, 49, "rate limit exceeded", retriable=True), ok())
         client = MilvusClient(uri=server.uri)
+        ...
+        assert server.flush_calls[0].metadata["dbname"] == "default"
+
+or, with pytest, take the ``milvus_test_server`` fixture (flushkit registers it as a
+pytest plugin): one server per test session, with fresh scripts and records per test.
 
 Every byte crosses a real gRPC channel. Behaviours are consumed one per call; when a
 method's script is empty its default applies (``ok()`` for Flush, ``flushed(True)`` for
-GetFlushState). Every call is recorded with its metadata, its deadline, and whether the
-server saw the client cancel it (or its deadline pass) before answering.
+GetFlushState):
 
-``MilvusClient(uri=...)`` makes exactly one RPC, ``Connect`` (10 s deadline), and only for
-the first client per address and token: pymilvus pools connections, so later clients reuse
-the channel without any RPC, and ``close()`` sends nothing and keeps the channel open.
+* ``ok(segments=None)``: an OK answer (Flush: two segment IDs per collection by default);
+* ``status(code, error_code, reason, retriable, detail)``: a failed status;
+* ``delay(seconds, then=ok())``: answer late (ends early if the client goes);
+* ``hang()``: never answer until the client cancels or its deadline passes;
+* ``abort(grpc.StatusCode.X, details)``: end the RPC with a gRPC error;
+* ``disconnect()``: close every connection mid-call (the server restarts on its port);
+* ``flushed(value)``: GetFlushState's answer; ``server.flushed_after(n)`` scripts n polls.
+
+Every call is recorded (``server.calls``, ``flush_calls``, ``flush_state_calls``) with
+its metadata, its deadline, and whether the server saw the client cancel it (or its
+deadline pass) before answering; ``wait_for_calls`` and ``wait_for_cancellations`` block
+until enough have. ``restart()`` stops and starts the server on the same port.
+
+pymilvus's ``MilvusClient(uri=...)`` makes one RPC, ``Connect``, and only for the first
+client per address and token: pymilvus pools connections.
 """
 
 from __future__ import annotations
@@ -33,13 +53,15 @@ __all__ = [
     "Behaviour",
     "Call",
     "Delay",
-    "FakeMilvus",
+    "Disconnect",
     "Flushed",
     "Hang",
+    "MilvusTestServer",
     "Ok",
     "Status",
     "abort",
     "delay",
+    "disconnect",
     "flushed",
     "hang",
     "ok",
@@ -104,13 +126,18 @@ class Abort:
 
 
 @dataclass(frozen=True)
+class Disconnect:
+    """Close every connection while this call is in flight."""
+
+
+@dataclass(frozen=True)
 class Flushed:
     """GetFlushState's OK answer with ``flushed=value``."""
 
     value: bool
 
 
-Behaviour: TypeAlias = Ok | Status | Delay | Hang | Abort | Flushed
+Behaviour: TypeAlias = Ok | Status | Delay | Hang | Abort | Disconnect | Flushed
 
 
 def ok(segments: dict[str, list[int]] | None = None) -> Ok:
@@ -142,6 +169,11 @@ def abort(code: grpc.StatusCode, details: str = "") -> Abort:
     if code is grpc.StatusCode.OK:
         raise ValueError("abort needs an error code, not OK")
     return Abort(code, details)
+
+
+def disconnect() -> Disconnect:
+    """Close every connection mid-call: the server restarts on its port."""
+    return Disconnect()
 
 
 def flushed(value: bool) -> Flushed:
@@ -192,8 +224,8 @@ def _status_pb(behaviour: Status) -> Any:
 def _check(method: str, behaviour: object) -> None:
     while isinstance(behaviour, Delay):
         behaviour = behaviour.then
-    if not isinstance(behaviour, Ok | Status | Hang | Abort | Flushed):
-        raise TypeError(f"not a fake_milvus behaviour: {behaviour!r}")
+    if not isinstance(behaviour, Ok | Status | Hang | Abort | Disconnect | Flushed):
+        raise TypeError(f"not a flushkit.testing behaviour: {behaviour!r}")
     if isinstance(behaviour, Flushed) and method != FLUSH_STATE:
         raise TypeError(f"flushed() answers GetFlushState, not {method}")
 
@@ -201,7 +233,7 @@ def _check(method: str, behaviour: object) -> None:
 class _Servicer(milvus_pb2_grpc.MilvusServiceServicer):  # type: ignore[misc]
     """The RPCs pymilvus needs; everything else is the base class's UNIMPLEMENTED."""
 
-    def __init__(self, fake: FakeMilvus) -> None:
+    def __init__(self, fake: MilvusTestServer) -> None:
         self._fake = fake
         self._identifiers = itertools.count(1)
 
@@ -212,7 +244,7 @@ class _Servicer(milvus_pb2_grpc.MilvusServiceServicer):  # type: ignore[misc]
             status=common_pb2.Status(),
             identifier=next(self._identifiers),  # a session id; pymilvus sends it back
             server_info=common_pb2.ServerInfo(
-                build_tags=FakeMilvus.VERSION,
+                build_tags=MilvusTestServer.VERSION,
                 build_time="fake",
                 git_commit="fake",
                 go_version="fake",
@@ -223,7 +255,9 @@ class _Servicer(milvus_pb2_grpc.MilvusServiceServicer):  # type: ignore[misc]
     def GetVersion(self, request: Any, context: grpc.ServicerContext) -> Any:
         call = self._fake._record("GetVersion", request, context)
         call.ended = time.monotonic()
-        return milvus_pb2.GetVersionResponse(status=common_pb2.Status(), version=FakeMilvus.VERSION)
+        return milvus_pb2.GetVersionResponse(
+            status=common_pb2.Status(), version=MilvusTestServer.VERSION
+        )
 
     def Flush(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self._fake._serve(FLUSH, request, context)
@@ -232,7 +266,7 @@ class _Servicer(milvus_pb2_grpc.MilvusServiceServicer):  # type: ignore[misc]
         return self._fake._serve(FLUSH_STATE, request, context)
 
 
-class FakeMilvus:
+class MilvusTestServer:
     """The scripted server on ``127.0.0.1``: ``start()``/``stop()`` or a context manager."""
 
     VERSION = "v2.6.0"
@@ -248,6 +282,7 @@ class FakeMilvus:
         self._stopping = False
         self._server: grpc.Server | None = None
         self._executor: futures.ThreadPoolExecutor | None = None
+        self._restarting = threading.Lock()
 
     @property
     def uri(self) -> str:
@@ -255,10 +290,10 @@ class FakeMilvus:
 
     # lifecycle
 
-    def start(self) -> FakeMilvus:
+    def start(self) -> MilvusTestServer:
         """Serve on a free port (or, after ``stop()``, on the same port again)."""
         if self._server is not None:
-            raise RuntimeError("FakeMilvus is already serving")
+            raise RuntimeError("MilvusTestServer is already serving")
         self._stopping = False
         self._executor = futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="fake")
         server = grpc.server(self._executor, options=_SERVER_OPTIONS)
@@ -281,7 +316,13 @@ class FakeMilvus:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
-    def __enter__(self) -> FakeMilvus:
+    def restart(self) -> None:
+        """Stop (closing every connection) and serve again on the same port."""
+        with self._restarting:
+            self.stop()
+            self.start()
+
+    def __enter__(self) -> MilvusTestServer:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -386,13 +427,17 @@ class FakeMilvus:
             while True:
                 self._wait(seconds, context)
                 if self._stopping:
-                    context.abort(grpc.StatusCode.UNAVAILABLE, "fake Milvus is stopping")
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "the test server is stopping")
                 if not context.is_active():
                     self._cancelled(call, context)
                 if isinstance(behaviour, Delay):
                     return self._behave(behaviour.then, method, request, context, call)
         if isinstance(behaviour, Abort):
             context.abort(behaviour.code, behaviour.details)
+        if isinstance(behaviour, Disconnect):
+            threading.Thread(target=self.restart, name="test-server-restart").start()
+            self._wait(None, context)
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the test server closed the connection")
         if isinstance(behaviour, Status):
             if method == FLUSH:
                 return milvus_pb2.FlushResponse(status=_status_pb(behaviour))
@@ -402,7 +447,9 @@ class FakeMilvus:
             return milvus_pb2.GetFlushStateResponse(status=common_pb2.Status(), flushed=value)
         if isinstance(behaviour, Ok):
             return _flush_response(behaviour, request, context)
-        context.abort(grpc.StatusCode.INTERNAL, f"fake Milvus cannot answer {method} {behaviour}")
+        context.abort(
+            grpc.StatusCode.INTERNAL, f"the test server cannot answer {method} {behaviour}"
+        )
 
     def _wait(self, seconds: float | None, context: grpc.ServicerContext) -> None:
         """Sleep ``seconds`` (None: forever) or until the RPC ends or the server stops."""

@@ -12,19 +12,19 @@ import pytest
 from pymilvus import MilvusClient
 from pymilvus.grpc_gen import milvus_pb2, milvus_pb2_grpc
 
-from .fake_milvus import FakeMilvus, abort, delay, flushed, hang, ok, status
+from flushkit.testing import MilvusTestServer, abort, delay, flushed, hang, ok, status
 
 Stub: TypeAlias = Any  # milvus_pb2_grpc.MilvusServiceStub; pymilvus ships no type hints
 
 
 @pytest.fixture
-def server(fake: FakeMilvus) -> FakeMilvus:
+def server(fake: MilvusTestServer) -> MilvusTestServer:
     """conftest's session-wide server, reset for this test."""
     return fake
 
 
 @pytest.fixture
-def stub(server: FakeMilvus) -> Iterator[Stub]:
+def stub(server: MilvusTestServer) -> Iterator[Stub]:
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield milvus_pb2_grpc.MilvusServiceStub(channel)
 
@@ -38,13 +38,13 @@ def state_request(name: str = "docs") -> milvus_pb2.GetFlushStateRequest:
 
 
 def test_binds_a_free_loopback_port() -> None:
-    with FakeMilvus() as a, FakeMilvus() as b:
+    with MilvusTestServer() as a, MilvusTestServer() as b:
         assert a.port > 0 and b.port > 0 and a.port != b.port
         assert a.uri == f"http://127.0.0.1:{a.port}"
 
 
 def test_milvus_client_connects_and_closes() -> None:
-    with FakeMilvus() as server:  # its own port: pymilvus pools connections per address
+    with MilvusTestServer() as server:  # its own port: pymilvus pools connections per address
         client = MilvusClient(uri=server.uri)
         (connect,) = server.calls
         assert connect.method == "Connect"
@@ -53,7 +53,7 @@ def test_milvus_client_connects_and_closes() -> None:
         client.close()
 
         authorized = MilvusClient(uri=server.uri, token="root:Milvus")
-        assert authorized.get_server_version() == FakeMilvus.VERSION
+        assert authorized.get_server_version() == MilvusTestServer.VERSION
         authorized.close()
         connect = server.calls[1]
         assert connect.method == "Connect"
@@ -61,7 +61,9 @@ def test_milvus_client_connects_and_closes() -> None:
         assert [call.method for call in server.calls] == ["Connect", "Connect", "GetVersion"]
 
 
-def test_milvus_client_flush_goes_through_flush_and_get_flush_state(server: FakeMilvus) -> None:
+def test_milvus_client_flush_goes_through_flush_and_get_flush_state(
+    server: MilvusTestServer,
+) -> None:
     client = MilvusClient(uri=server.uri)
     try:
         client.flush("docs", timeout=5)
@@ -75,7 +77,7 @@ def test_milvus_client_flush_goes_through_flush_and_get_flush_state(server: Fake
     assert state.request.flush_ts > 0
 
 
-def test_flush_answers_segments_for_every_collection(server: FakeMilvus, stub: Stub) -> None:
+def test_flush_answers_segments_for_every_collection(server: MilvusTestServer, stub: Stub) -> None:
     response = stub.Flush(flush_request("docs", "images", db_name="analytics"), timeout=2)
     assert response.status.code == 0
     assert response.db_name == "analytics"
@@ -92,7 +94,9 @@ def test_flush_answers_segments_for_every_collection(server: FakeMilvus, stub: S
     assert call.started <= call.ended and not call.cancelled
 
 
-def test_explicit_segments_and_default_after_the_script(server: FakeMilvus, stub: Stub) -> None:
+def test_explicit_segments_and_default_after_the_script(
+    server: MilvusTestServer, stub: Stub
+) -> None:
     server.script_flush(ok({"docs": [7, 8, 9]}))
     first = stub.Flush(flush_request("docs", "images"))
     assert {name: list(ids.data) for name, ids in first.coll_segIDs.items()} == {"docs": [7, 8, 9]}
@@ -100,7 +104,7 @@ def test_explicit_segments_and_default_after_the_script(server: FakeMilvus, stub
     assert server.flush_calls[1].time_remaining is None
 
 
-def test_scripted_status(server: FakeMilvus, stub: Stub) -> None:
+def test_scripted_status(server: MilvusTestServer, stub: Stub) -> None:
     server.script_flush(status(8, 49, "rate limit exceeded", retriable=True, detail="slow down"))
     response = stub.Flush(flush_request("docs"))
     assert (response.status.code, response.status.error_code) == (8, 49)
@@ -113,7 +117,9 @@ def test_scripted_status(server: FakeMilvus, stub: Stub) -> None:
     assert state.status.code == 100 and not state.flushed
 
 
-def test_hang_until_the_deadline_and_the_server_sees_it(server: FakeMilvus, stub: Stub) -> None:
+def test_hang_until_the_deadline_and_the_server_sees_it(
+    server: MilvusTestServer, stub: Stub
+) -> None:
     server.script_flush(hang())
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as caught:
@@ -126,7 +132,7 @@ def test_hang_until_the_deadline_and_the_server_sees_it(server: FakeMilvus, stub
     assert call.time_remaining is not None and 0 < call.time_remaining <= 0.2 + 0.01
 
 
-def test_hang_until_the_client_cancels(server: FakeMilvus, stub: Stub) -> None:
+def test_hang_until_the_client_cancels(server: MilvusTestServer, stub: Stub) -> None:
     server.script_flush_state(hang())
     future = stub.GetFlushState.future(state_request())
     assert server.wait_for_calls(1, "GetFlushState")
@@ -135,7 +141,7 @@ def test_hang_until_the_client_cancels(server: FakeMilvus, stub: Stub) -> None:
     assert server.flush_state_calls[0].time_remaining is None
 
 
-def test_abort(server: FakeMilvus, stub: Stub) -> None:
+def test_abort(server: MilvusTestServer, stub: Stub) -> None:
     server.script_flush(abort(grpc.StatusCode.UNAVAILABLE, "going away"))
     with pytest.raises(grpc.RpcError) as caught:
         stub.Flush(flush_request("docs"), timeout=2)
@@ -144,7 +150,7 @@ def test_abort(server: FakeMilvus, stub: Stub) -> None:
     assert not server.flush_calls[0].cancelled
 
 
-def test_delay_then_answer(server: FakeMilvus, stub: Stub) -> None:
+def test_delay_then_answer(server: MilvusTestServer, stub: Stub) -> None:
     server.script_flush(delay(0.2), delay(0.05, then=status(65535, 1, "busy")))
     started = time.monotonic()
     assert stub.Flush(flush_request("docs"), timeout=2).status.code == 0
@@ -153,7 +159,7 @@ def test_delay_then_answer(server: FakeMilvus, stub: Stub) -> None:
     assert not any(call.cancelled for call in server.calls)
 
 
-def test_delay_ends_early_when_the_client_goes(server: FakeMilvus, stub: Stub) -> None:
+def test_delay_ends_early_when_the_client_goes(server: MilvusTestServer, stub: Stub) -> None:
     server.script_flush(delay(5))
     with pytest.raises(grpc.RpcError):
         stub.Flush(flush_request("docs"), timeout=0.1)
@@ -162,7 +168,7 @@ def test_delay_ends_early_when_the_client_goes(server: FakeMilvus, stub: Stub) -
     assert call.ended - call.started < 1
 
 
-def test_flushed_after(server: FakeMilvus, stub: Stub) -> None:
+def test_flushed_after(server: MilvusTestServer, stub: Stub) -> None:
     server.flushed_after(3)
     answers = [stub.GetFlushState(state_request()).flushed for _ in range(4)]
     assert answers == [False, False, True, True]
@@ -170,13 +176,13 @@ def test_flushed_after(server: FakeMilvus, stub: Stub) -> None:
     assert [stub.GetFlushState(state_request()).flushed for _ in range(3)] == [False, False, True]
 
 
-def test_metadata_is_recorded(server: FakeMilvus, stub: Stub) -> None:
+def test_metadata_is_recorded(server: MilvusTestServer, stub: Stub) -> None:
     response = stub.Flush(flush_request("docs"), metadata=[("dbname", "analytics")])
     assert response.db_name == "analytics"
     assert server.flush_calls[0].metadata["dbname"] == "analytics"
 
 
-def test_misused_behaviours_are_refused(server: FakeMilvus) -> None:
+def test_misused_behaviours_are_refused(server: MilvusTestServer) -> None:
     with pytest.raises(TypeError):
         server.script_flush(flushed(True))
     with pytest.raises(TypeError):
@@ -187,7 +193,7 @@ def test_misused_behaviours_are_refused(server: FakeMilvus) -> None:
         server.flushed_after(0)
 
 
-def test_reset_clears_scripts_and_records(server: FakeMilvus, stub: Stub) -> None:
+def test_reset_clears_scripts_and_records(server: MilvusTestServer, stub: Stub) -> None:
     server.script_flush(status(1), status(2))
     assert stub.Flush(flush_request("docs")).status.code == 1
     server.reset()
@@ -195,7 +201,7 @@ def test_reset_clears_scripts_and_records(server: FakeMilvus, stub: Stub) -> Non
     assert stub.Flush(flush_request("docs")).status.code == 0
 
 
-def test_130_concurrent_hanging_calls_end_together(server: FakeMilvus, stub: Stub) -> None:
+def test_130_concurrent_hanging_calls_end_together(server: MilvusTestServer, stub: Stub) -> None:
     server.script_flush(*[hang() for _ in range(130)])
 
     def one(i: int) -> grpc.StatusCode:
@@ -216,7 +222,7 @@ def test_130_concurrent_hanging_calls_end_together(server: FakeMilvus, stub: Stu
 
 
 def test_stop_releases_hanging_calls() -> None:
-    server = FakeMilvus().start()
+    server = MilvusTestServer().start()
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = milvus_pb2_grpc.MilvusServiceStub(channel)
         server.script_flush(hang())
@@ -229,3 +235,28 @@ def test_stop_releases_hanging_calls() -> None:
             future.result(timeout=2)
         assert caught.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
         assert not server.flush_calls[0].cancelled
+
+
+def test_disconnect_closes_the_connection_and_serves_again(server: MilvusTestServer) -> None:
+    from flushkit.testing import disconnect
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    stub = milvus_pb2_grpc.MilvusServiceStub(channel)
+    server.script_flush(disconnect())
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Flush(milvus_pb2.FlushRequest(collection_names=["docs"]), timeout=5)
+    assert caught.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+    deadline = time.monotonic() + 5
+    while True:  # back on the same port once the restart is done
+        try:
+            assert stub.Flush(milvus_pb2.FlushRequest(collection_names=["docs"]), timeout=1)
+            break
+        except grpc.RpcError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    channel.close()
+
+
+def test_the_pytest_plugin_fixture_is_fresh(milvus_test_server: MilvusTestServer) -> None:
+    assert milvus_test_server.calls == []
+    assert milvus_test_server.uri.startswith("http://127.0.0.1:")
