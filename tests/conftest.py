@@ -76,3 +76,14 @@ def flush_in(runtime: str, client: Any, **flusher_options: Any) -> FlushCall:
 def flush(runtime: str, client: MilvusClient) -> FlushCall:
     """``flush(...)`` through the default chain, blocking, under asyncio or under trio."""
     return flush_in(runtime, client)
+
+
+def replace_channel(client: MilvusClient) -> None:
+    """Make pymilvus replace the client's channel, as it does when it reconnects."""
+    handler = client._handler
+    if hasattr(handler, "reconnect"):  # pymilvus >= 3.0
+        handler.reconnect()
+    else:  # older pymilvus swaps the channel in its connection manager's recovery
+        import grpc
+
+        handler._channel = grpc.insecure_channel(handler._address)

@@ -60,7 +60,7 @@ def test_flush_json_with_env_uri_and_token(fake, capsys, monkeypatch):
     ],
 )
 def test_exit_code_per_error_class(fake, capsys, behaviour, code):
-    fake.script_flush(behaviour)
+    fake.script_flush(*[behaviour] * 3)
     assert main(["flush", "docs", "--uri", fake.uri, "--timeout", "0.3"]) == code
     err = capsys.readouterr().err
     assert "flushkit:" in err and "Error" in err

@@ -13,7 +13,7 @@ import pytest
 import flushkit
 from flushkit.testing import abort, delay, hang, ok, status
 
-from .conftest import flush_in
+from .conftest import flush_in, replace_channel
 
 
 def test_flush_returns_what_the_server_said(flush, fake):
@@ -81,7 +81,7 @@ def test_result_is_immutable(flush):
     ],
 )
 def test_failed_status_raises_its_class(flush, fake, behaviour, cls, code):
-    fake.script_flush(behaviour)
+    fake.script_flush(*[behaviour] * 3)  # the default chain tries a retryable one 3 times
     with pytest.raises(cls) as caught:
         flush("docs")
     assert type(caught.value) is cls
@@ -106,7 +106,7 @@ def test_failed_status_raises_its_class(flush, fake, behaviour, cls, code):
     ],
 )
 def test_grpc_failures_map_and_never_escape_raw(flush, fake, code, cls, retryable):
-    fake.script_flush(abort(code, "scripted failure"))
+    fake.script_flush(*[abort(code, "scripted failure")] * 3)
     with pytest.raises(flushkit.FlushError) as caught:
         flush("docs", timeout=5.0)
     assert type(caught.value) is cls
@@ -190,7 +190,7 @@ def test_wait_with_a_failing_state_raises_its_class(flush, fake):
 
 
 def test_failed_flush_status_does_not_wait(flush, fake):
-    fake.script_flush(status(8, 49, "rate limit exceeded", retriable=True))
+    fake.script_flush(*[status(8, 49, "rate limit exceeded", retriable=True)] * 3)
     with pytest.raises(flushkit.RateLimitedError):
         flush("docs", wait=True)
     assert fake.flush_state_calls == []
@@ -248,7 +248,7 @@ def test_closed_client_raises_client_closed(fake, runtime):
 
 def test_flush_survives_pymilvus_replacing_its_channel(flush, client, fake):
     flush("docs")
-    client._handler.reconnect()
+    replace_channel(client)
     assert flush("docs").status.ok
     assert len(fake.flush_calls) == 2
 

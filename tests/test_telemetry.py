@@ -107,20 +107,21 @@ def test_span_for_several_collections_is_named_after_the_database(observed, span
 
 
 def test_failed_span_has_error_type_and_status_code(observed, spans, fake):
-    fake.script_flush(status(8, 49, "rate limit exceeded", retriable=True))
+    fake.script_flush(*[status(8, 49, "rate limit exceeded", retriable=True)] * 3)
     with pytest.raises(flushkit.RateLimitedError):
         observed("docs")
-    (span,) = spans.get_finished_spans()
+    (span,) = spans.get_finished_spans()  # one span for the call, retries included
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes["error.type"] == "flushkit.RateLimitedError"
     assert span.attributes["db.response.status_code"] == "8"
-    assert [e.name for e in span.events] == ["exception"]
+    assert [e.name for e in span.events] == ["flushkit.retry", "flushkit.retry", "exception"]
+    assert [e.attributes["flushkit.attempt"] for e in span.events[:2]] == [1, 2]
 
 
 def test_grpc_failure_span_status_code_is_the_grpc_code(observed, spans, fake):
     import grpc
 
-    fake.script_flush(abort(grpc.StatusCode.UNAVAILABLE, "down"))
+    fake.script_flush(*[abort(grpc.StatusCode.UNAVAILABLE, "down")] * 3)
     with pytest.raises(flushkit.ServiceUnavailableError):
         observed("docs")
     (span,) = spans.get_finished_spans()
@@ -132,6 +133,10 @@ SECRET = "Sup3rSecretPassw0rd"
 
 @pytest.mark.parametrize("how", ["token", "uri"])
 def test_secrets_never_reach_logs_spans_or_errors(fake, runtime, how, spans):
+    import pymilvus
+
+    if how == "uri" and int(pymilvus.__version__.split(".")[0]) < 3:
+        pytest.skip("pymilvus < 3 cannot connect with user info in the URI (it hangs)")
     milvus = (
         MilvusClient(uri=fake.uri, token=f"root:{SECRET}")
         if how == "token"

@@ -49,7 +49,6 @@ def test_milvus_client_connects_and_closes() -> None:
         (connect,) = server.calls
         assert connect.method == "Connect"
         assert connect.request.client_info.sdk_type == "Python"
-        assert connect.time_remaining is not None  # pymilvus gives Connect 10 s
         client.close()
 
         authorized = MilvusClient(uri=server.uri, token="root:Milvus")

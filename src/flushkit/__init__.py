@@ -23,6 +23,8 @@ from ._exceptions import (
 from ._facade import DEFAULT_TIMEOUT, USE_FLUSHER_DEFAULT
 from ._middleware import (
     LoggingMiddleware,
+    RetryMiddleware,
+    RetryPolicy,
     StatusMiddleware,
     TimeoutMiddleware,
     TracingMiddleware,
@@ -51,6 +53,8 @@ __all__ = [
     "PermissionDeniedError",
     "QuotaExceededError",
     "RateLimitedError",
+    "RetryMiddleware",
+    "RetryPolicy",
     "ServerError",
     "ServiceUnavailableError",
     "Status",

@@ -51,7 +51,8 @@ class FlushError(Exception):
 
     ``code`` and ``error_code`` are the Milvus status codes (``None`` and ``""`` when the
     failure came from gRPC or from flushkit itself, in which case ``grpc_code`` may name
-    the gRPC status). ``retryable`` says whether the same flush may succeed if tried again.
+    the gRPC status). ``retryable`` says whether the same flush may succeed if tried again;
+    ``attempts`` how many times it was tried.
     """
 
     def __init__(
@@ -74,6 +75,8 @@ class FlushError(Exception):
         self.db_name = db_name
         self.retryable = retryable
         self.grpc_code = grpc_code
+        #: How many times the flush was tried (set by the retry middleware).
+        self.attempts = 1
 
     @property
     def message(self) -> str:

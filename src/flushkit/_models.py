@@ -120,6 +120,7 @@ class FlushResult:
     status: Status
     elapsed: float
     persisted: bool = False
+    attempts: int = 1
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_result, tuple(_plain(getattr(self, f.name)) for f in _RESULT_FIELDS))

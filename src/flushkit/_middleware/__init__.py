@@ -6,12 +6,15 @@ from typing import Any
 
 from .._chain import Middleware
 from .logging import LoggingMiddleware
+from .retry import RetryMiddleware, RetryPolicy
 from .status import StatusMiddleware
 from .timeout import TimeoutMiddleware
 from .tracing import TracingMiddleware
 
 __all__ = [
     "LoggingMiddleware",
+    "RetryMiddleware",
+    "RetryPolicy",
     "StatusMiddleware",
     "TimeoutMiddleware",
     "TracingMiddleware",
@@ -19,8 +22,10 @@ __all__ = [
 ]
 
 
-def default_middleware(*, logger: Any = None, tracer_provider: Any = None) -> list[Middleware]:
-    """The default chain, outermost first: tracing, logging, timeout, status translation.
+def default_middleware(
+    *, logger: Any = None, tracer_provider: Any = None, retry: RetryPolicy | None = None
+) -> list[Middleware]:
+    """The default chain, outermost first: tracing, logging, timeout, retry, status.
 
     Pass it, edited, as ``Flusher(client, middleware=...)`` to add, replace or remove a
     middleware. ``logger`` is a structlog logger (``structlog.get_logger("flushkit")`` by
@@ -31,5 +36,6 @@ def default_middleware(*, logger: Any = None, tracer_provider: Any = None) -> li
         TracingMiddleware(tracer_provider=tracer_provider),
         LoggingMiddleware(logger=logger),
         TimeoutMiddleware(),
+        RetryMiddleware(retry, logger=logger),
         StatusMiddleware(),
     ]

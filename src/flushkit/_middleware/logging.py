@@ -57,6 +57,7 @@ class LoggingMiddleware:
             duration_s=result.elapsed,
             segments=sum(len(ids) for ids in result.coll_segIDs.values()),
             persisted=result.persisted,
+            attempts=result.attempts,
             outcome="success",
         )
         return result
@@ -83,4 +84,5 @@ def _error_fields(exc: Exception) -> dict[str, Any]:
         "grpc_code": exc.grpc_code,
         "retryable": exc.retryable,
         "reason": exc.reason,
+        "attempts": exc.attempts,
     }

@@ -1,0 +1,148 @@
+"""The retry middleware: pure policy logic, then blocking, asyncio and trio end to end."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+import flushkit
+from flushkit._models import FlushRequest
+from flushkit.testing import abort, disconnect, hang, status
+
+from .conftest import flush_in
+from .test_telemetry import RecordingLogger
+
+RATE_LIMITED = status(8, 49, "rate limit exceeded[rate=0.1]", retriable=True)
+REQUEST = FlushRequest(("docs",), "default", None, False, 0.0)
+
+
+def error(cls=flushkit.RateLimitedError, retryable=True):
+    return cls("x", retryable=retryable)
+
+
+# pure logic
+
+
+def test_backoff_grows_exponentially_up_to_the_maximum():
+    policy = flushkit.RetryPolicy(attempts=10, initial=0.1, multiplier=2, maximum=0.5, jitter=0)
+    pauses = [policy.pause_after(n, error(), None, 0.0) for n in range(1, 6)]
+    assert pauses == pytest.approx([0.1, 0.2, 0.4, 0.5, 0.5])
+
+
+def test_jitter_shortens_the_pause_within_its_fraction():
+    policy = flushkit.RetryPolicy(initial=1.0, maximum=1.0, jitter=0.5)
+    assert policy.pause_after(1, error(), None, 0.0) == 1.0
+    assert policy.pause_after(1, error(), None, 0.999) == pytest.approx(0.5005)
+
+
+def test_gives_up_on_what_is_not_retryable():
+    policy = flushkit.RetryPolicy()
+    assert policy.pause_after(1, error(flushkit.CollectionNotFoundError, False), None, 0) is None
+    assert policy.pause_after(1, flushkit.FlushTimeoutError("t"), None, 0) is None
+    assert policy.pause_after(1, ValueError("not a flush error"), None, 0) is None
+
+
+def test_gives_up_after_the_last_attempt():
+    policy = flushkit.RetryPolicy(attempts=3)
+    assert policy.pause_after(2, error(), None, 0) is not None
+    assert policy.pause_after(3, error(), None, 0) is None
+
+
+def test_gives_up_when_the_next_try_cannot_start_before_the_deadline():
+    policy = flushkit.RetryPolicy(initial=0.3, jitter=0)
+    assert policy.pause_after(1, error(), 0.31, 0) == pytest.approx(0.3)
+    assert policy.pause_after(1, error(), 0.3, 0) is None
+    assert policy.pause_after(1, error(), 0.1, 0) is None
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"attempts": 0}, {"attempts": True}, {"jitter": 2}, {"initial": 3, "maximum": 1}],
+)
+def test_bad_policies_are_refused(options):
+    with pytest.raises((TypeError, ValueError)):
+        flushkit.RetryPolicy(**options)
+
+
+# end to end
+
+
+def chain(logger, **policy):
+    return flushkit.default_middleware(
+        logger=logger, retry=flushkit.RetryPolicy(**{"initial": 0.01, **policy})
+    )
+
+
+def test_rate_limited_twice_then_ok(fake, runtime, client):
+    logger = RecordingLogger()
+    fake.script_flush(RATE_LIMITED, RATE_LIMITED)
+    result = flush_in(runtime, client, middleware=chain(logger))("docs", timeout=5.0)
+    assert result.status.ok and result.attempts == 3
+    assert len(fake.flush_calls) == 3
+    retries = [fields for _, event, fields in logger.events if event == "flushkit.flush.retrying"]
+    assert [r["attempt"] for r in retries] == [1, 2]
+    assert all(r["error"] == "RateLimitedError" for r in retries)
+    assert logger.events[-1][1] == "flushkit.flush.succeeded"
+    assert logger.events[-1][2]["attempts"] == 3
+
+
+def test_not_retryable_fails_at_once(fake, runtime, client):
+    fake.script_flush(status(100, 4, "collection not found"))
+    with pytest.raises(flushkit.CollectionNotFoundError) as caught:
+        flush_in(runtime, client, middleware=chain(RecordingLogger()))("docs", timeout=5.0)
+    assert caught.value.attempts == 1
+    assert len(fake.flush_calls) == 1
+
+
+def test_stops_at_the_maximum_number_of_attempts(fake, runtime, client):
+    fake.script_flush(*[RATE_LIMITED] * 5)
+    flush = flush_in(runtime, client, middleware=chain(RecordingLogger(), attempts=3))
+    with pytest.raises(flushkit.RateLimitedError) as caught:
+        flush("docs", timeout=5.0)
+    assert caught.value.attempts == 3
+    assert len(fake.flush_calls) == 3
+
+
+def test_never_sleeps_past_the_deadline_and_fails_with_the_last_error(fake, runtime, client):
+    fake.script_flush(*[RATE_LIMITED] * 20)
+    flush = flush_in(
+        runtime, client, middleware=chain(RecordingLogger(), attempts=20, initial=0.2, jitter=0)
+    )
+    started = time.monotonic()
+    with pytest.raises(flushkit.RateLimitedError):
+        flush("docs", timeout=0.5)
+    took = time.monotonic() - started
+    assert took < 0.5, f"{took:.3f} s: it slept into the deadline instead of failing at once"
+    assert len(fake.flush_calls) == 2  # 0.2 s + 0.4 s would not fit in 0.5 s
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [abort(grpc.StatusCode.UNAVAILABLE, "dropped"), disconnect(), status(1, 56, "not ready")],
+)
+def test_dropped_connection_and_unavailable_are_retried(fake, runtime, client, fault):
+    fake.script_flush(fault)
+    flush = flush_in(runtime, client, middleware=chain(RecordingLogger(), initial=0.1))
+    result = flush("docs", timeout=10.0)
+    assert result.status.ok and result.attempts >= 2
+
+
+def test_a_timeout_is_not_retried(fake, runtime, client):
+    fake.script_flush(hang())
+    with pytest.raises(flushkit.FlushTimeoutError):
+        flush_in(runtime, client, middleware=chain(RecordingLogger()))("docs", timeout=0.2)
+    assert len(fake.flush_calls) == 1
+
+
+def test_retry_is_removable(fake, runtime, client):
+    fake.script_flush(RATE_LIMITED)
+    without = [
+        m
+        for m in flushkit.default_middleware(logger=RecordingLogger())
+        if not isinstance(m, flushkit.RetryMiddleware)
+    ]
+    with pytest.raises(flushkit.RateLimitedError):
+        flush_in(runtime, client, middleware=without)("docs")
+    assert len(fake.flush_calls) == 1
