@@ -1,0 +1,220 @@
+"""The fault matrix: every fault, blocking, under asyncio and under trio, with a per-call
+timeout and with only the flusher's default one. Each call ends within its budget +
+50 ms with its documented outcome, never a raw gRPC or pymilvus exception; a hanging RPC
+is cancelled on the server; nothing leaks (threads, file descriptors, tasks)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import grpc
+import pytest
+from pymilvus import MilvusClient
+
+import flushkit
+from flushkit.testing import MilvusTestServer, abort, delay, disconnect, flushed, hang, status
+
+from .test_telemetry import RecordingLogger
+
+BUDGET = 0.6
+SLACK = 0.05
+RATE_LIMITED = status(8, 49, "rate limit exceeded[rate=0.1]", retriable=True)
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    script: Callable[[MilvusTestServer], None]
+    outcome: type[BaseException] | None  # None: success
+    wait: bool = False
+    cancelled_on_server: bool = False
+    address: str | None = None  # send to another address than the test server's
+
+
+def scripted(*behaviours: Any, state: tuple[Any, ...] = ()) -> Callable[[MilvusTestServer], None]:
+    def script(server: MilvusTestServer) -> None:
+        server.script_flush(*behaviours)
+        server.script_flush_state(*state)
+
+    return script
+
+
+FAULTS = [
+    Fault("none", scripted(), None),
+    Fault("slow within budget", scripted(delay(0.1)), None),
+    Fault("slower than budget", scripted(delay(5)), flushkit.FlushTimeoutError, False, True),
+    Fault("hanging", scripted(hang()), flushkit.FlushTimeoutError, False, True),
+    Fault("rate limited, then ok", scripted(RATE_LIMITED), None),
+    Fault("always rate limited", scripted(*[RATE_LIMITED] * 50), flushkit.RateLimitedError),
+    Fault("collection missing", scripted(status(100, 4, "nope")), flushkit.CollectionNotFoundError),
+    Fault(
+        "unavailable",
+        scripted(*[abort(grpc.StatusCode.UNAVAILABLE, "x")] * 50),
+        flushkit.ServiceUnavailableError,
+    ),
+    Fault("internal", scripted(abort(grpc.StatusCode.INTERNAL, "x")), flushkit.ServerError),
+    Fault("connection closed mid-call", scripted(disconnect()), None),
+    Fault("persisted after polls", scripted(state=(flushed(False),) * 3), None, wait=True),
+    Fault(
+        "never persisted",
+        scripted(state=(flushed(False),) * 1000),
+        flushkit.FlushTimeoutError,
+        wait=True,
+    ),
+    Fault(
+        "wait hangs",
+        scripted(state=(hang(),)),
+        flushkit.FlushTimeoutError,
+        wait=True,
+        cancelled_on_server=True,
+    ),
+    Fault("nothing listens", scripted(), flushkit.ServiceUnavailableError, address="dead"),
+    Fault("accepts, never answers", scripted(), flushkit.FlushTimeoutError, address="silent"),
+]
+
+
+@pytest.fixture(scope="module")
+def dead_address() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"  # closed: nothing listens
+
+
+@pytest.fixture(scope="module")
+def silent_address() -> Iterator[str]:
+    """A TCP server that accepts connections and never sends a byte."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+@pytest.fixture
+def own_client(milvus_test_server) -> Iterator[MilvusClient]:
+    """A client with a channel of its own (pymilvus pools them per address and token)."""
+    client = MilvusClient(uri=milvus_test_server.uri, token=f"matrix-{time.monotonic_ns()}")
+    yield client
+    client.close()
+
+
+OVERRUNS: list[tuple[str, str, str, float]] = []
+
+
+def flush_once(runtime: str, flusher_kwargs: dict[str, Any], call: dict[str, Any], client) -> Any:
+    policy = flushkit.RetryPolicy(initial=0.05)
+    chain = flushkit.default_middleware(logger=RecordingLogger(), retry=policy)
+    if runtime == "blocking":
+        return flushkit.Flusher(client, middleware=chain, **flusher_kwargs).flush("docs", **call)
+
+    async def main() -> Any:
+        flusher = flushkit.AsyncFlusher(client, middleware=chain, **flusher_kwargs)
+        before = len(anyio.get_running_tasks())
+        try:
+            return await flusher.flush("docs", **call)
+        finally:
+            assert len(anyio.get_running_tasks()) == before, "a task was left behind"
+
+    return anyio.run(main, backend=runtime)
+
+
+@pytest.mark.parametrize("budget_from", ["call", "flusher"])
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+def test_fault(
+    fault, budget_from, runtime, milvus_test_server, own_client, dead_address, silent_address
+):
+    server = milvus_test_server
+    fault.script(server)
+    if fault.address is not None:
+        address = dead_address if fault.address == "dead" else silent_address
+        own_client._handler._channel = grpc.insecure_channel(address)
+    flusher_kwargs = {"timeout": BUDGET} if budget_from == "flusher" else {"timeout": None}
+    call: dict[str, Any] = {"wait": fault.wait}
+    if budget_from == "call":
+        call["timeout"] = BUDGET
+    started = time.monotonic()
+    outcome: BaseException | None = None
+    try:
+        result = flush_once(runtime, flusher_kwargs, call, own_client)
+    except BaseException as exc:
+        outcome = exc
+    took = time.monotonic() - started
+    OVERRUNS.append((fault.name, runtime, budget_from, took - BUDGET))
+    assert took <= BUDGET + SLACK, f"{fault.name}: {took:.3f} s"
+    if fault.outcome is None:
+        assert outcome is None, repr(outcome)
+        assert result.status.ok
+    else:
+        assert type(outcome) is fault.outcome, repr(outcome)
+        assert not isinstance(outcome, grpc.RpcError)
+        assert type(outcome).__module__.startswith("flushkit")
+    if fault.cancelled_on_server:
+        assert server.wait_for_cancellations(1)
+
+
+def test_worst_overrun_is_reported():
+    if not OVERRUNS:
+        pytest.skip("the matrix did not run")
+    worst = max(OVERRUNS, key=lambda row: row[3])
+    print(f"\nfault matrix: {len(OVERRUNS)} calls, worst overrun past the budget {worst}")
+    assert worst[3] <= SLACK
+
+
+ROUNDS = int(os.environ.get("FLUSHKIT_LEAK_ROUNDS", "3"))
+
+
+def resources() -> tuple[int, int]:
+    return threading.active_count(), len(os.listdir("/proc/self/fd"))
+
+
+def test_nothing_leaks_across_the_matrix(runtime, milvus_test_server, dead_address):
+    client = MilvusClient(uri=milvus_test_server.uri, token=f"leaks-{time.monotonic_ns()}")
+    try:
+
+        def matrix() -> None:
+            for fault in FAULTS:
+                if fault.address is not None:
+                    continue
+                fault.script(milvus_test_server)
+                with contextlib.suppress(flushkit.FlushError):
+                    flush_once(runtime, {"timeout": 0.3}, {"wait": fault.wait}, client)
+                milvus_test_server.reset()
+
+        matrix()  # warm up: grpc starts its threads once
+        matrix()
+        time.sleep(0.2)
+        before = resources()
+        for _ in range(ROUNDS):
+            matrix()
+        time.sleep(0.3)
+        after = resources()
+    finally:
+        client.close()
+    assert after[0] <= before[0], f"threads {before[0]} -> {after[0]}"
+    print(f"\n{runtime}: threads {before[0]} -> {after[0]}, fds {before[1]} -> {after[1]}")
+    assert after[1] <= before[1], f"file descriptors {before[1]} -> {after[1]}"
