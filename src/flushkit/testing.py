@@ -271,7 +271,10 @@ class MilvusTestServer:
 
     VERSION = "v2.6.0"
 
-    def __init__(self) -> None:
+    def __init__(self, grpc_options: dict[str, Any] | None = None) -> None:
+        """``grpc_options`` override the server's channel arguments (a keepalive policy
+        stricter than Milvus's, say, to provoke "too_many_pings" GOAWAYs)."""
+        self._options = [*dict(_SERVER_OPTIONS, **(grpc_options or {})).items()]
         self.port = 0
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a call arrived or was cancelled
@@ -296,7 +299,7 @@ class MilvusTestServer:
             raise RuntimeError("MilvusTestServer is already serving")
         self._stopping = False
         self._executor = futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="fake")
-        server = grpc.server(self._executor, options=_SERVER_OPTIONS)
+        server = grpc.server(self._executor, options=self._options)
         milvus_pb2_grpc.add_MilvusServiceServicer_to_server(_Servicer(self), server)
         self.port = server.add_insecure_port(f"127.0.0.1:{self.port}")
         server.start()
