@@ -97,9 +97,7 @@ def main() -> int:
             statistics.median(a - b for a, b in zip(run[name], run["bare"], strict=True)) * 1e6
             for run in runs
         ]
-        ratios = [
-            statistics.median(run[name]) / statistics.median(run["bare"]) for run in runs
-        ]
+        ratios = [statistics.median(run[name]) / statistics.median(run["bare"]) for run in runs]
         report[name] = {
             "median_us": statistics.median(medians),
             "paired_diff_us": statistics.median(diffs),

@@ -129,3 +129,28 @@ async def test_event_loop_is_never_blocked(fake, client):
         await flusher.flush("docs")
         tg.cancel_scope.cancel()
     assert ticks >= 15
+
+
+async def test_cancelled_flush_ends_its_span_unset_and_logs_cancelled(fake, client):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import StatusCode
+
+    from .test_telemetry import RecordingLogger
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    logger = RecordingLogger()
+    fake.script_flush(hang())
+    flusher = flushkit.AsyncFlusher(
+        client, middleware=flushkit.default_middleware(logger=logger, tracer_provider=provider)
+    )
+    with anyio.move_on_after(0.2):
+        await flusher.flush("docs", timeout=5.0)
+    (span,) = exporter.get_finished_spans()
+    assert span.status.status_code is StatusCode.UNSET
+    assert not [e for e in span.events if e.name == "exception"]
+    assert [event for _, event, _ in logger.events] == ["flushkit.flush.cancelled"]
+    assert fake.wait_for_cancellations(1)

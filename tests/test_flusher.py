@@ -267,3 +267,24 @@ def test_credentials_travel_as_metadata(fake, runtime):
 def test_ok_behaviour_with_explicit_segments(flush, fake):
     fake.script_flush(ok({"docs": [7, 8, 9]}))
     assert flush("docs").coll_segIDs["docs"] == (7, 8, 9)
+
+
+@pytest.mark.parametrize(
+    ("make", "error"),
+    [
+        (lambda c: flushkit.Flusher(c, timeout="5"), TypeError),
+        (lambda c: flushkit.Flusher(c, timeout=True), TypeError),
+        (lambda c: flushkit.Flusher(c, timeout=-1), ValueError),
+        (lambda c: flushkit.AsyncFlusher(c, timeout=float("inf")), ValueError),
+        (lambda c: flushkit.Flusher(c, middleware=[42]), TypeError),
+        (lambda c: flushkit.AsyncFlusher(c, middleware=["not callable"]), TypeError),
+        (lambda c: flushkit.Flusher(None), TypeError),
+        (lambda c: flushkit.Flusher("http://localhost:19530"), TypeError),
+        (lambda c: flushkit.RetryPolicy(attempts=0), ValueError),
+        (lambda c: flushkit.RetryPolicy(jitter=-1), ValueError),
+    ],
+)
+def test_bad_constructor_arguments_are_refused_without_rpcs(client, fake, make, error):
+    with pytest.raises(error):
+        make(client)
+    assert fake.calls == []

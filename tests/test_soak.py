@@ -1,0 +1,33 @@
+"""A shortened soak (benchmarks/soak.py has the full one): concurrent async callers,
+random faults; nothing hangs, every outcome is documented, memory stays flat."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SOAK = Path(__file__).parent.parent / "benchmarks" / "soak.py"
+
+
+@pytest.fixture(scope="module")
+def soak():
+    spec = importlib.util.spec_from_file_location("flushkit_soak", SOAK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_short_soak(soak, backend):
+    report = soak.run_soak(calls=1500, concurrency=64, backend=backend)
+    assert sum(report.outcomes.values()) == 1500
+    assert report.undocumented == []
+    assert report.hung == 0
+    assert report.slowest <= soak.TIMEOUT + 0.1
+    assert report.outcomes["success"] > 500
+    assert report.rss_end_mb - report.rss_start_mb < 30, report
