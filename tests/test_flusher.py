@@ -287,4 +287,4 @@ def test_ok_behaviour_with_explicit_segments(flush, fake):
 def test_bad_constructor_arguments_are_refused_without_rpcs(client, fake, make, error):
     with pytest.raises(error):
         make(client)
-    assert fake.calls == []
+    assert [call.method for call in fake.calls if call.method != "Connect"] == []
