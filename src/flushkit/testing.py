@@ -354,6 +354,11 @@ class MilvusTestServer:
                 queue.clear()
             self._calls = []
 
+    def clear_calls(self) -> None:
+        """Forget the records but keep the scripts (for long runs: records take memory)."""
+        with self._lock:
+            self._calls = []
+
     def _script(self, method: str, behaviours: tuple[Behaviour, ...]) -> None:
         for behaviour in behaviours:
             _check(method, behaviour)
