@@ -32,6 +32,8 @@ from typing import Any, TextIO
 import structlog
 
 from . import _exceptions as errors
+from ._bench import add_arguments as add_bench_arguments
+from ._bench import bench_command
 from ._blocking import Flusher
 from ._models import FlushResult
 
@@ -86,22 +88,22 @@ def _parser() -> argparse.ArgumentParser:
         "11 other server error, 2 bad arguments, 1 unexpected.",
     )
     flush.add_argument("names", nargs="+", metavar="NAME", help="collection names")
-    flush.add_argument(
-        "--uri",
-        default=os.environ.get("MILVUS_URI", "http://localhost:19530"),
-        help="server URI or Milvus Lite .db file (default: $MILVUS_URI or http://localhost:19530)",
-    )
-    flush.add_argument(
-        "--token",
-        default=os.environ.get("MILVUS_TOKEN", ""),
-        help="credential, user:password or API key (default: $MILVUS_TOKEN; prefer the "
-        "variable, which stays out of shell history)",
-    )
+    _add_connection_arguments(flush)
     flush.add_argument("--db", default=None, help="database (default: the server's default)")
-    flush.add_argument("--timeout", type=float, default=60.0, help="budget in seconds")
     flush.add_argument("--wait", action="store_true", help="wait until persisted")
     flush.add_argument("--json", action="store_true", help="print the result as JSON")
     flush.set_defaults(run=_flush)
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure flush latency and throughput through flushkit",
+        description="Flush one collection many times and print latency percentiles and "
+        "throughput. Mind the server's flush rate limit (Milvus >= 2.3.9: one flush per "
+        "collection every 10 s by default): throttled calls count as errors.",
+    )
+    _add_connection_arguments(bench)
+    add_bench_arguments(bench)
+    bench.set_defaults(run=_bench)
 
     demo = commands.add_parser(
         "demo",
@@ -118,6 +120,21 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=1000, help="rows to insert")
     demo.set_defaults(run=_demo, verbose=True)
     return parser
+
+
+def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--uri",
+        default=os.environ.get("MILVUS_URI", "http://localhost:19530"),
+        help="server URI or Milvus Lite .db file (default: $MILVUS_URI or http://localhost:19530)",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("MILVUS_TOKEN", ""),
+        help="credential, user:password or API key (default: $MILVUS_TOKEN; prefer the "
+        "variable, which stays out of shell history)",
+    )
+    parser.add_argument("--timeout", type=float, default=60.0, help="budget in seconds")
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -227,6 +244,18 @@ def print_table(result: FlushResult, out: TextIO) -> None:
         f"{'persisted' if result.persisted else 'sealed'} in {result.elapsed * 1000:.1f} ms",
         file=out,
     )
+
+
+def _bench(args: argparse.Namespace) -> int:
+    try:
+        client = _connect(args.uri, args.token, args.timeout)
+    except _Unreachable as exc:
+        print(f"flushkit: cannot connect: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    try:
+        return bench_command(args, client)
+    finally:
+        client.close()
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -1,0 +1,53 @@
+"""``flushkit bench`` against the scripted server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import structlog
+
+from flushkit._bench import percentile
+from flushkit._cli import main
+from flushkit.testing import status
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog():
+    yield
+    structlog.reset_defaults()
+
+
+def test_percentile_nearest_rank():
+    values = [float(i) for i in range(1, 101)]
+    assert percentile(values, 0.5) == 50
+    assert percentile(values, 0.9) == 90
+    assert percentile(values, 0.99) == 99
+    assert percentile([3.0], 0.99) == 3.0
+
+
+@pytest.mark.parametrize("runtime", ["blocking", "asyncio", "trio"])
+def test_bench_reports_percentiles_and_throughput(fake, capsys, runtime):
+    args = ["bench", "--uri", fake.uri, "--calls", "60", "--concurrency", "4"]
+    assert main([*args, "--runtime", runtime, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["calls"] == 60 and report["runtime"] == runtime
+    assert 0 < report["p50_ms"] <= report["p90_ms"] <= report["p99_ms"] <= report["max_ms"]
+    assert report["throughput"] > 0
+    assert report["errors"] == {}
+    assert len(fake.flush_calls) == 60
+
+
+def test_bench_counts_errors_and_plots(fake, capsys, tmp_path):
+    fake.script_flush(*[status(100, 4, "nope")] * 5)
+    plot = tmp_path / "cdf.png"
+    assert main(["bench", "--uri", fake.uri, "--calls", "20", "--plot", str(plot)]) == 1
+    out = capsys.readouterr().out
+    assert "p50" in out and "p99" in out and "CollectionNotFoundError" in out
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_bench_wait(fake, capsys):
+    assert main(["bench", "--uri", fake.uri, "--calls", "10", "--wait", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["wait"] is True
+    assert len(fake.flush_state_calls) == 10
