@@ -5,8 +5,7 @@ import dataclasses
 import pytest
 
 from flushkit import FlushRequest, FlushResult, Pause, Status
-from flushkit._chain import compose
-from flushkit._facade import Steps
+from flushkit._chain import Chain
 
 REQUEST = FlushRequest(
     collection_names=("docs",), db_name="default", timeout=None, wait=False, started=0.0
@@ -37,7 +36,7 @@ class Core:
 def drive(flow, request=REQUEST):
     """A driver: performs 'rpc' effects as no-ops and records pauses."""
     pauses = []
-    steps = Steps(flow(request))
+    steps = flow.steps(request)
     for effect in steps:
         if isinstance(effect, Pause):
             pauses.append(effect.seconds)
@@ -47,7 +46,7 @@ def drive(flow, request=REQUEST):
 
 def test_no_middleware_runs_the_core():
     core = Core(result(db_name="x"))
-    assert drive(compose([], core))[0].db_name == "x"
+    assert drive(Chain([], core))[0].db_name == "x"
 
 
 def test_order_is_outermost_first():
@@ -62,7 +61,7 @@ def test_order_is_outermost_first():
 
         return middleware
 
-    drive(compose([named("a"), named("b")], Core()))
+    drive(Chain([named("a"), named("b")], Core()))
     assert seen == ["a before", "b before", "b after", "a after"]
 
 
@@ -71,7 +70,7 @@ def test_middleware_changes_the_request():
         return (yield request.replace(db_name="other"))
 
     core = Core()
-    drive(compose([rename], core))
+    drive(Chain([rename], core))
     assert core.requests[0].db_name == "other"
 
 
@@ -80,7 +79,7 @@ def test_middleware_replaces_the_result():
         answer = yield request
         return dataclasses.replace(answer, db_name="replaced")
 
-    assert drive(compose([replace], Core()))[0].db_name == "replaced"
+    assert drive(Chain([replace], Core()))[0].db_name == "replaced"
 
 
 def test_middleware_sees_and_replaces_the_exception():
@@ -94,7 +93,7 @@ def test_middleware_sees_and_replaces_the_exception():
             raise Mine("translated") from exc
 
     with pytest.raises(Mine, match="translated"):
-        drive(compose([translate], Core(KeyError("x"))))
+        drive(Chain([translate], Core(KeyError("x"))))
 
 
 def test_middleware_swallows_the_exception_with_a_result():
@@ -104,7 +103,7 @@ def test_middleware_swallows_the_exception_with_a_result():
         except KeyError:
             return result(db_name="fallback")
 
-    assert drive(compose([fallback], Core(KeyError("x"))))[0].db_name == "fallback"
+    assert drive(Chain([fallback], Core(KeyError("x"))))[0].db_name == "fallback"
 
 
 def test_retry_after_a_pause_runs_the_rest_of_the_chain_again():
@@ -123,7 +122,7 @@ def test_retry_after_a_pause_runs_the_rest_of_the_chain_again():
         return (yield request)
 
     core = Core(ConnectionError(), ConnectionError(), result(db_name="third"))
-    answer, pauses = drive(compose([retry, count], core))
+    answer, pauses = drive(Chain([retry, count], core))
     assert answer.db_name == "third"
     assert pauses == [0.25, 0.25]
     assert len(inner_calls) == 3 and len(core.requests) == 3
@@ -142,7 +141,7 @@ def test_cancellation_reaches_middleware_and_propagates():
             seen.append(type(exc))
             raise
 
-    steps = Steps(compose([watch], Core())(REQUEST))
+    steps = Chain([watch], Core()).steps(REQUEST)
     next(steps)
     steps.throw(Cancelled())
     with pytest.raises(Cancelled):
@@ -156,7 +155,7 @@ def test_yielding_something_else_is_a_type_error():
         return result()
 
     with pytest.raises(TypeError, match="may yield only a FlushRequest or a Pause"):
-        drive(compose([bad], Core()))
+        drive(Chain([bad], Core()))
 
 
 def test_forgetting_to_return_the_result_is_a_type_error():
@@ -164,7 +163,7 @@ def test_forgetting_to_return_the_result_is_a_type_error():
         yield request
 
     with pytest.raises(TypeError, match="must return the FlushResult"):
-        drive(compose([forgetful], Core()))
+        drive(Chain([forgetful], Core()))
 
 
 def test_a_plain_function_is_not_a_middleware():
@@ -172,9 +171,40 @@ def test_a_plain_function_is_not_a_middleware():
         return result()
 
     with pytest.raises(TypeError, match="generator function"):
-        drive(compose([plain], Core()))
+        drive(Chain([plain], Core()))
 
 
 def test_non_callable_middleware_is_refused_at_composition():
     with pytest.raises(TypeError, match="callable"):
-        compose([42], Core())
+        Chain([42], Core())
+
+
+def test_an_inner_middleware_raising_at_once_is_thrown_into_the_outer_one():
+    seen = []
+
+    def outer(request):
+        try:
+            return (yield request)
+        except ZeroDivisionError as exc:
+            seen.append(exc)
+            return result(db_name="recovered")
+
+    def inner(request):
+        raise ZeroDivisionError("at once")
+        yield request  # pragma: no cover
+
+    assert drive(Chain([outer, inner], Core()))[0].db_name == "recovered"
+    assert len(seen) == 1
+
+
+def test_a_middleware_may_yield_the_request_after_the_inner_chain_raised_twice():
+    def retry_forever(request):
+        while True:
+            try:
+                return (yield request)
+            except KeyError:
+                continue
+
+    core = Core(KeyError(), KeyError(), result(db_name="third"))
+    assert drive(Chain([retry_forever], core))[0].db_name == "third"
+    assert len(core.requests) == 3

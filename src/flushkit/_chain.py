@@ -15,18 +15,20 @@ exception. Because the driver, not the middleware, performs the I/O and the slee
 middleware serves the blocking facade, asyncio and trio alike (as pluggy's hook wrappers
 and httpx's ``Auth.auth_flow`` do).
 
-:func:`compose` nests the middlewares around the core flow once per flusher and returns one
-flow whose only effects are the core's RPC calls and the pauses.
+A :class:`Chain` is composed once per flusher. For each call, :meth:`Chain.steps` walks it
+as pluggy's ``_multicall`` walks hook wrappers: one stack of running flows, the core
+flush on top, and a loop that hands each flow's answer to the one below. The drivers only
+see the core's RPC calls and the pauses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from ._models import FlushRequest, FlushResult, Pause
 
-__all__ = ["Flow", "Middleware", "compose"]
+__all__ = ["Chain", "Flow", "Middleware", "Steps"]
 
 Effect = TypeVar("Effect")
 
@@ -40,60 +42,120 @@ class Middleware(Protocol):
     def __call__(self, request: FlushRequest, /) -> Flow: ...
 
 
-Handler = Callable[[FlushRequest], Generator[Effect, Any, FlushResult]]
+Core = Callable[[FlushRequest], Generator[Effect, Any, FlushResult]]
 
 
-def compose(middleware: Sequence[Middleware], core: Handler[Effect]) -> Handler[Effect | Pause]:
-    """Wrap ``core`` in ``middleware``; the first middleware is the outermost."""
-    handler: Handler[Any] = core
-    for layer in reversed(middleware):
-        if not callable(layer):
-            raise TypeError(f"middleware must be callable, not {type(layer).__name__}")
-        handler = _around(layer, handler)
-    return handler
+class Chain(Generic[Effect]):
+    """``middleware`` (outermost first) around ``core``, checked and composed once."""
+
+    __slots__ = ("core", "middleware")
+
+    def __init__(self, middleware: Sequence[Middleware], core: Core[Effect]) -> None:
+        for layer in middleware:
+            if not callable(layer):
+                raise TypeError(f"middleware must be callable, not {type(layer).__name__}")
+        self.middleware = tuple(middleware)
+        self.core = core
+
+    def steps(self, request: FlushRequest) -> Steps[Effect]:
+        """Walk the chain for one call."""
+        return Steps(self, request)
 
 
-def _around(layer: Middleware, inner: Handler[Any]) -> Handler[Any]:
-    def flow(request: FlushRequest) -> Generator[Any, Any, FlushResult]:
-        steps = layer(request)
-        if not isinstance(steps, Generator):
-            raise TypeError(
-                f"middleware {layer!r} returned {type(steps).__name__}; a middleware is a "
-                "generator function that yields the request and returns the result"
-            )
-        answer: Any = None
-        error: BaseException | None = None
+class Steps(Iterator[Effect | Pause]):
+    """One call's walk through a :class:`Chain`.
+
+    Iterate to get each effect to perform (the core's calls, any flow's pauses); report
+    how it went with :meth:`send` (the answer) or :meth:`throw` (the exception). When the
+    outermost flow is done, iteration stops and :attr:`result` holds what it returned, or
+    iteration raises what it raised.
+    """
+
+    __slots__ = ("_answer", "_chain", "_error", "_request", "_stack", "result")
+
+    def __init__(self, chain: Chain[Effect], request: FlushRequest) -> None:
+        self._chain = chain
+        self._stack: list[Generator[Any, Any, FlushResult]] = []
+        self._request: FlushRequest | None = request  # a request to run at the next depth
+        self._answer: Any = None
+        self._error: BaseException | None = None
+
+    def send(self, answer: Any) -> None:
+        self._answer = answer
+
+    def throw(self, error: BaseException) -> None:
+        self._answer, self._error = None, error
+
+    def __next__(self) -> Effect | Pause:
+        stack = self._stack
+        core_depth = len(self._chain.middleware)
         while True:
+            if self._request is not None:  # run the rest of the chain at the next depth
+                request, self._request = self._request, None
+                try:
+                    stack.append(self._start(len(stack), request))
+                except TypeError as exc:
+                    self._throw_below(exc)
+            flow = stack[-1]
+            error, self._error = self._error, None
             try:
-                step = steps.send(answer) if error is None else steps.throw(error)
-            except StopIteration as stop:
-                return _checked(layer, stop.value)
-            answer = error = None
+                step = flow.send(self._answer) if error is None else flow.throw(error)
+            except StopIteration as done:
+                stack.pop()
+                if stack:
+                    self._answer = done.value
+                    if len(stack) < core_depth:  # a middleware returned, not the core
+                        try:
+                            self._answer = self._checked(len(stack), done.value)
+                        except TypeError as exc:
+                            self._throw_below(exc)
+                    continue
+                self.result: FlushResult = (
+                    self._checked(0, done.value) if core_depth else done.value
+                )
+                raise StopIteration from None
+            except BaseException as exc:  # the flow raised: throw it into the one below
+                stack.pop()
+                self._throw_below(exc)
+                continue
+            self._answer = None
+            depth = len(stack) - 1
+            if depth == core_depth or isinstance(step, Pause):
+                return step  # type: ignore[no-any-return]
             if isinstance(step, FlushRequest):
-                try:
-                    answer = yield from inner(step)
-                except BaseException as exc:  # thrown in at the middleware's yield
-                    error = exc
-            elif isinstance(step, Pause):
-                try:
-                    answer = yield step
-                except BaseException as exc:
-                    error = exc
-            else:
-                steps.close()
-                raise TypeError(
-                    f"middleware {layer!r} yielded {step!r}; "
+                self._request = step
+                continue
+            flow.close()
+            stack.pop()
+            self._throw_below(
+                TypeError(
+                    f"middleware {self._chain.middleware[depth]!r} yielded {step!r}; "
                     "it may yield only a FlushRequest or a Pause"
                 )
+            )
 
-    flow.__qualname__ = f"flow of {getattr(layer, '__qualname__', type(layer).__qualname__)}"
-    return flow
+    def _throw_below(self, error: BaseException) -> None:
+        """Throw ``error`` into the flow now on top, or out of the walk if none is left."""
+        if not self._stack:
+            raise error
+        self._answer, self._error = None, error
 
+    def _start(self, depth: int, request: FlushRequest) -> Generator[Any, Any, FlushResult]:
+        layers = self._chain.middleware
+        if depth == len(layers):
+            return self._chain.core(request)
+        flow = layers[depth](request)
+        if not isinstance(flow, Generator):
+            raise TypeError(
+                f"middleware {layers[depth]!r} returned {type(flow).__name__}; a middleware "
+                "is a generator function that yields the request and returns the result"
+            )
+        return flow
 
-def _checked(layer: Middleware, value: Any) -> FlushResult:
-    if not isinstance(value, FlushResult):
-        raise TypeError(
-            f"middleware {layer!r} returned {value!r}; "
-            "it must return the FlushResult (result = yield request; return result)"
-        )
-    return value
+    def _checked(self, depth: int, value: Any) -> FlushResult:
+        if not isinstance(value, FlushResult):
+            raise TypeError(
+                f"middleware {self._chain.middleware[depth]!r} returned {value!r}; "
+                "it must return the FlushResult (result = yield request; return result)"
+            )
+        return value

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pymilvus.grpc_gen import milvus_pb2
 
@@ -29,8 +28,7 @@ POLL_GROWTH = 1.5
 POLL_MAX = 0.25
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(NamedTuple):
     """An RPC for the driver to perform: ``method`` with ``message`` for ``request``."""
 
     method: str

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
-from ._chain import Middleware, compose
+from ._chain import Chain, Middleware, Steps
 from ._core import Call, flush_flow
 from ._exceptions import ClientClosedError
 from ._middleware import default_middleware
-from ._models import FlushRequest, FlushResult, Pause
+from ._models import FlushRequest, Pause
 from ._transport import Transport
 from ._validation import collection_names_of, db_name_of, timeout_of, wait_of
 
@@ -40,11 +40,8 @@ class FlusherBase:
         middleware: Sequence[Middleware] | None = None,
     ) -> None:
         self.timeout = timeout_of(timeout)
-        self.middleware: tuple[Middleware, ...] = tuple(
-            default_middleware() if middleware is None else middleware
-        )
+        self._chain = Chain(default_middleware() if middleware is None else middleware, flush_flow)
         self._transport = Transport(client)
-        self._flow = compose(self.middleware, flush_flow)
         self._server_address, self._server_port = _split_address(self._transport.connection.address)
         self._closed = False
 
@@ -63,44 +60,19 @@ class FlusherBase:
             server_port=self._server_port,
         )
 
-    def _steps(self, request: FlushRequest) -> Steps:
-        return Steps(self._flow(request))
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """The chain, outermost first."""
+        return self._chain.middleware
+
+    def _steps(self, request: FlushRequest) -> Steps[Call | Pause]:
+        return self._chain.steps(request)
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({self._transport.connection!r}, timeout={self.timeout!r}, "
             f"middleware={list(self.middleware)!r})"
         )
-
-
-class Steps(Iterator[Call | Pause]):
-    """Steps through a flow: iterate to get each effect, report how it went.
-
-    A driver performs each effect it gets and reports the answer with :meth:`send` or the
-    exception with :meth:`throw`; when the flow is done, :attr:`result` holds its result
-    (or the iteration raises its exception).
-    """
-
-    __slots__ = ("_answer", "_error", "_flow", "result")
-
-    def __init__(self, flow: Generator[Call | Pause, Any, FlushResult]) -> None:
-        self._flow = flow
-        self._answer: Any = None
-        self._error: BaseException | None = None
-
-    def __next__(self) -> Call | Pause:
-        error, self._error = self._error, None
-        try:
-            return self._flow.send(self._answer) if error is None else self._flow.throw(error)
-        except StopIteration as done:
-            self.result: FlushResult = done.value
-            raise StopIteration from None
-
-    def send(self, answer: Any) -> None:
-        self._answer = answer
-
-    def throw(self, error: BaseException) -> None:
-        self._answer, self._error = None, error
 
 
 def _split_address(address: str) -> tuple[str | None, int | None]:

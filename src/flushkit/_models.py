@@ -76,12 +76,14 @@ class FlushRequest:
 
     def replace(self, **changes: Any) -> FlushRequest:
         """A copy of this request with ``changes`` applied."""
-        values = {name: getattr(self, name) for name in _REQUEST_FIELDS}
-        unknown = changes.keys() - values.keys()
-        if unknown:
-            raise TypeError(f"FlushRequest has no field {', '.join(sorted(unknown))}")
-        values.update(changes)
-        return FlushRequest(**values)
+        copy = object.__new__(FlushRequest)
+        for name in _REQUEST_FIELDS:
+            object.__setattr__(
+                copy, name, changes.pop(name, None) if name in changes else getattr(self, name)
+            )
+        if changes:
+            raise TypeError(f"FlushRequest has no field {', '.join(sorted(changes))}")
+        return copy
 
 
 _REQUEST_FIELDS = tuple(field.name for field in dataclasses.fields(FlushRequest))

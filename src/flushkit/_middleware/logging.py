@@ -15,6 +15,8 @@ decides where the events go.
 
 from __future__ import annotations
 
+import logging
+import operator
 import time
 from typing import Any
 
@@ -30,12 +32,33 @@ class LoggingMiddleware:
 
     def __init__(self, logger: Any = None) -> None:
         self.logger = logger if logger is not None else structlog.get_logger("flushkit")
+        self._lazy = logger is None
+        self._bound: tuple[tuple[Any, ...], Any, bool] | None = None
+
+    def _current(self) -> tuple[Any, bool]:
+        """The logger to call now, and whether it logs debug events.
+
+        structlog's lazy proxy binds a new logger on every call, which is most of what
+        logging costs a flush: bind once per structlog configuration instead (so an
+        application that configures structlog later is still obeyed).
+        """
+        if not self._lazy:
+            return self.logger, True
+        config = tuple(structlog.get_config().values())
+        bound = self._bound
+        if bound is None or not all(map(operator.is_, bound[0], config)):
+            logger = self.logger.bind()
+            enabled = getattr(logger, "is_enabled_for", None)
+            debug = True if enabled is None else bool(enabled(logging.DEBUG))
+            bound = self._bound = (config, logger, debug)
+        return bound[1], bound[2]
 
     def __call__(self, request: FlushRequest) -> Flow:
+        logger, debug = self._current()
         try:
             result: FlushResult = yield request
         except Exception as exc:
-            self.logger.warning(
+            logger.warning(
                 "flushkit.flush.failed",
                 **_request_fields(request),
                 duration_s=time.monotonic() - request.started,
@@ -44,14 +67,17 @@ class LoggingMiddleware:
             )
             raise
         except BaseException:
-            self.logger.debug(
-                "flushkit.flush.cancelled",
-                **_request_fields(request),
-                duration_s=time.monotonic() - request.started,
-                outcome="cancelled",
-            )
+            if debug:
+                logger.debug(
+                    "flushkit.flush.cancelled",
+                    **_request_fields(request),
+                    duration_s=time.monotonic() - request.started,
+                    outcome="cancelled",
+                )
             raise
-        self.logger.debug(
+        if not debug:
+            return result
+        logger.debug(
             "flushkit.flush.succeeded",
             **_request_fields(request),
             duration_s=result.elapsed,
