@@ -33,6 +33,8 @@ class MilvusConnection:
                 "blocking MilvusClient and runs its RPCs without blocking the event loop"
             )
         config = getattr(client, "_config", None)
+        if config is not None and hasattr(client, "_handler") and client._handler is None:
+            raise ClientClosedError("the MilvusClient is closed")
         if getattr(client, "_handler", None) is None or config is None:
             raise TypeError(
                 f"expected a connected pymilvus MilvusClient, not {type(client).__name__}"
