@@ -156,18 +156,20 @@ def measure_asyncio(setup: Setup, calls: int) -> dict[str, list[float]]:
                 request_serializer=milvus_pb2.FlushRequest.SerializeToString,
                 response_deserializer=milvus_pb2.FlushResponse.FromString,
             )
-            quiet = flushkit.AsyncFlusher(setup.client, middleware=setup.quiet)
-            full = flushkit.AsyncFlusher(setup.client, middleware=setup.full)
-            return await _async_rounds(
-                {
-                    "bare grpc.aio": lambda: bare(
-                        setup.request, timeout=60.0, metadata=setup.metadata
-                    ),
-                    "flushkit quiet": lambda: quiet.flush(COLLECTION),
-                    "flushkit full": lambda: full.flush(COLLECTION),
-                },
-                calls,
-            )
+            async with (
+                flushkit.AsyncFlusher(setup.client, middleware=setup.quiet) as quiet,
+                flushkit.AsyncFlusher(setup.client, middleware=setup.full) as full,
+            ):
+                return await _async_rounds(
+                    {
+                        "bare grpc.aio": lambda: bare(
+                            setup.request, timeout=60.0, metadata=setup.metadata
+                        ),
+                        "flushkit quiet": lambda: quiet.flush(COLLECTION),
+                        "flushkit full": lambda: full.flush(COLLECTION),
+                    },
+                    calls,
+                )
 
     return asyncio.run(main())
 
@@ -235,8 +237,8 @@ def throughput(setup: Setup, concurrency: int, seconds: float) -> dict[str, floa
                 response_deserializer=milvus_pb2.FlushResponse.FromString,
             )
             aio = await tasks(lambda: bare(setup.request, timeout=60.0, metadata=setup.metadata))
-            flusher = flushkit.AsyncFlusher(setup.client, middleware=setup.quiet)
-            return aio, await tasks(lambda: flusher.flush(COLLECTION))
+            async with flushkit.AsyncFlusher(setup.client, middleware=setup.quiet) as flusher:
+                return aio, await tasks(lambda: flusher.flush(COLLECTION))
 
     aio, flushkit_asyncio = anyio.run(asyncio_main)
     results["asyncio, bare grpc.aio"] = aio
@@ -270,36 +272,37 @@ def server(kind: str, tmp: Path) -> Iterator[MilvusClient]:
 
 
 def run(kind: str, calls: int, repeats: int, seconds: float) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "log.json", "w") as log:
-        with server(kind, Path(tmp)) as client:
-            client.create_collection(COLLECTION, dimension=4)
-            setup = Setup(client, log)
-            measures = {
-                "blocking": (measure_blocking, "bare"),
-                "asyncio": (measure_asyncio, "bare grpc.aio"),
-                "trio": (measure_trio, "bare blocking"),
-            }
-            report: dict[str, Any] = {"server": kind, "calls": calls, "repeats": repeats}
-            raw: dict[str, list[float]] = {}
-            for runtime, (measure, baseline) in measures.items():
-                measure(setup, 200)  # warm up
-                runs = [measure(setup, calls) for _ in range(repeats)]
-                per_run = [paired(samples, baseline) for samples in runs]
-                report[runtime] = {
-                    name: {
-                        key: statistics.median(run[name][key] for run in per_run)
-                        for key in ("median_us", "paired_diff_us", "ratio")
-                    }
-                    for name in per_run[0]
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        open(Path(tmp) / "log.json", "w") as log,
+        server(kind, Path(tmp)) as client,
+    ):
+        client.create_collection(COLLECTION, dimension=4)
+        setup = Setup(client, log)
+        measures = {
+            "blocking": (measure_blocking, "bare"),
+            "asyncio": (measure_asyncio, "bare grpc.aio"),
+            "trio": (measure_trio, "bare blocking"),
+        }
+        report: dict[str, Any] = {"server": kind, "calls": calls, "repeats": repeats}
+        raw: dict[str, list[float]] = {}
+        for runtime, (measure, baseline) in measures.items():
+            measure(setup, 200)  # warm up
+            runs = [measure(setup, calls) for _ in range(repeats)]
+            per_run = [paired(samples, baseline) for samples in runs]
+            report[runtime] = {
+                name: {
+                    key: statistics.median(run[name][key] for run in per_run)
+                    for key in ("median_us", "paired_diff_us", "ratio")
                 }
-                for name in runs[-1]:
-                    raw[f"{runtime} {name}"] = runs[-1][name]
-            report["throughput"] = {
-                str(n): throughput(setup, n, seconds) for n in (1, 8, 64, 256)
+                for name in per_run[0]
             }
-            setup.provider.shutdown()
-            report["raw_last_repeat"] = raw
-            return report
+            for name in runs[-1]:
+                raw[f"{runtime} {name}"] = runs[-1][name]
+        report["throughput"] = {str(n): throughput(setup, n, seconds) for n in (1, 8, 64, 256)}
+        setup.provider.shutdown()
+        report["raw_last_repeat"] = raw
+        return report
 
 
 def show(report: dict[str, Any]) -> None:
@@ -314,7 +317,9 @@ def show(report: dict[str, Any]) -> None:
                 f"{row['paired_diff_us']:+7.1f} us  ratio {row['ratio']:.3f}{goal}"
             )
     for n, rates in report["throughput"].items():
-        print(f"throughput, {n:>3} callers: " + ", ".join(f"{k} {v:.0f}/s" for k, v in rates.items()))
+        print(
+            f"throughput, {n:>3} callers: " + ", ".join(f"{k} {v:.0f}/s" for k, v in rates.items())
+        )
 
 
 def plot(report: dict[str, Any], directory: Path) -> None:
