@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 import structlog
@@ -167,12 +167,24 @@ class _Unreachable(Exception):
     pass
 
 
-def _flush(args: argparse.Namespace) -> int:
+def _with_client(args: argparse.Namespace, run: Callable[[Any], int]) -> int:
+    """Connect with ``--uri``, ``--token`` and ``--timeout``, run, and close."""
     try:
         client = _connect(args.uri, args.token, args.timeout)
     except _Unreachable as exc:
         print(f"flushkit: cannot connect: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    try:
+        return run(client)
+    finally:
+        client.close()
+
+
+def _flush(args: argparse.Namespace) -> int:
+    return _with_client(args, lambda client: _flush_with(args, client))
+
+
+def _flush_with(args: argparse.Namespace, client: Any) -> int:
     try:
         flusher = Flusher(client)
         result = flusher.flush(args.names, db_name=args.db, timeout=args.timeout, wait=args.wait)
@@ -182,8 +194,6 @@ def _flush(args: argparse.Namespace) -> int:
     except errors.FlushError as exc:
         print(f"flushkit: {type(exc).__name__}: {exc}", file=sys.stderr)
         return exit_code_of(exc)
-    finally:
-        client.close()
     if args.json:
         json.dump(result_as_json(result), sys.stdout, indent=2)
         print()
@@ -247,15 +257,7 @@ def print_table(result: FlushResult, out: TextIO) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    try:
-        client = _connect(args.uri, args.token, args.timeout)
-    except _Unreachable as exc:
-        print(f"flushkit: cannot connect: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    try:
-        return bench_command(args, client)
-    finally:
-        client.close()
+    return _with_client(args, lambda client: bench_command(args, client))
 
 
 def _demo(args: argparse.Namespace) -> int:
