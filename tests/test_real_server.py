@@ -151,6 +151,19 @@ def test_credentials_right_and_wrong_never_leak(root, milvus_server, runtime):
         assert secret not in joined
 
 
+def test_next_flush_after_the_server_restarts_succeeds(root, milvus_servers, runtime):
+    name = collection(root, f"restart_{runtime}", rows=20)
+    flush = flush_in(runtime, root)
+    assert flush(name, timeout=30.0).status.ok
+    before = milvus_servers.get(authorization=True)
+    after = milvus_servers.restart()
+    if after.port != before.port:
+        pytest.skip("the server came back on another port")
+    insert_more = collection(root, name, rows=20)
+    result = flush(insert_more, timeout=60.0)  # reconnects; retries while it is coming back
+    assert result.status.ok
+
+
 @pytest.fixture
 def throttled(milvus_servers):
     """A server whose flush rate limit is on (0.1 flush/s); replaces the other server."""

@@ -23,6 +23,7 @@ from ._exceptions import (
 from ._facade import DEFAULT_TIMEOUT, USE_FLUSHER_DEFAULT
 from ._middleware import (
     LoggingMiddleware,
+    MetricsMiddleware,
     RetryMiddleware,
     RetryPolicy,
     StatusMiddleware,
@@ -48,6 +49,7 @@ __all__ = [
     "Flusher",
     "InvalidArgumentError",
     "LoggingMiddleware",
+    "MetricsMiddleware",
     "Middleware",
     "Pause",
     "PermissionDeniedError",

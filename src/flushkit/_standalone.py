@@ -63,6 +63,7 @@ class Standalones:
         self._stack = contextlib.ExitStack()
         self._settings: dict[str, Any] | None = None
         self._server: Standalone | None = None
+        self._base = base_dir
 
     def get(self, **settings: Any) -> Standalone:
         if self._server is None or settings != self._settings:
@@ -70,6 +71,18 @@ class Standalones:
             base = Path(tempfile.mkdtemp(prefix="milvus-", dir=self._base_dir))
             self._server = self._stack.enter_context(standalone(base, **settings))
             self._settings = settings
+            self._base = base
+        return self._server
+
+    def restart(self) -> Standalone:
+        """Stop the running server and start it again on its data (and, when it is still
+        free, on its port)."""
+        if self._server is None or self._settings is None:
+            raise RuntimeError("no server is running")
+        settings, base = self._settings, self._base
+        self.close()
+        self._server = self._stack.enter_context(standalone(base, **settings))
+        self._settings, self._base = settings, base
         return self._server
 
     def close(self) -> None:

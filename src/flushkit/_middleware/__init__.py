@@ -6,6 +6,7 @@ from typing import Any
 
 from .._chain import Middleware
 from .logging import LoggingMiddleware
+from .metrics import MetricsMiddleware
 from .retry import RetryMiddleware, RetryPolicy
 from .status import StatusMiddleware
 from .timeout import TimeoutMiddleware
@@ -13,6 +14,7 @@ from .tracing import TracingMiddleware
 
 __all__ = [
     "LoggingMiddleware",
+    "MetricsMiddleware",
     "RetryMiddleware",
     "RetryPolicy",
     "StatusMiddleware",
@@ -23,9 +25,14 @@ __all__ = [
 
 
 def default_middleware(
-    *, logger: Any = None, tracer_provider: Any = None, retry: RetryPolicy | None = None
+    *,
+    logger: Any = None,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    retry: RetryPolicy | None = None,
 ) -> list[Middleware]:
-    """The default chain, outermost first: tracing, logging, timeout, retry, status.
+    """The default chain, outermost first: tracing, metrics, logging, timeout, retry,
+    status translation.
 
     Pass it, edited, as ``Flusher(client, middleware=...)`` to add, replace or remove a
     middleware. ``logger`` is a structlog logger (``structlog.get_logger("flushkit")`` by
@@ -34,6 +41,7 @@ def default_middleware(
     """
     return [
         TracingMiddleware(tracer_provider=tracer_provider),
+        MetricsMiddleware(meter_provider=meter_provider),
         LoggingMiddleware(logger=logger),
         TimeoutMiddleware(),
         RetryMiddleware(retry, logger=logger),

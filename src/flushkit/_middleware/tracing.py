@@ -35,13 +35,13 @@ class TracingMiddleware:
         if not span.is_recording():
             result: FlushResult = yield request
             return result
-        span.set_attributes(_attributes(request, single))
+        span.set_attributes(request_attributes(request))
         token = context.attach(trace.set_span_in_context(span))
         try:
             result = yield request
         except Exception as exc:
             span.record_exception(exc)
-            span.set_attributes(_error_attributes(exc))
+            span.set_attributes(error_attributes(exc))
             span.set_status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}")
             raise
         finally:
@@ -53,7 +53,9 @@ class TracingMiddleware:
         return f"TracingMiddleware(tracer={self.tracer!r})"
 
 
-def _attributes(request: FlushRequest, single: bool) -> dict[str, Any]:
+def request_attributes(request: FlushRequest) -> dict[str, Any]:
+    """The database-convention attributes of a flush, for spans and metrics."""
+    single = len(request.collection_names) == 1
     attributes: dict[str, Any] = {
         "db.system.name": "milvus",
         "db.operation.name": "flush",
@@ -68,7 +70,8 @@ def _attributes(request: FlushRequest, single: bool) -> dict[str, Any]:
     return attributes
 
 
-def _error_attributes(exc: Exception) -> dict[str, str]:
+def error_attributes(exc: Exception) -> dict[str, str]:
+    """``error.type`` and ``db.response.status_code`` of a failed flush."""
     cls = type(exc)
     module = "flushkit" if isinstance(exc, FlushError) else cls.__module__
     attributes = {"error.type": f"{module}.{cls.__qualname__}"}
