@@ -174,3 +174,13 @@ async def test_grpc_aio_path_inside_async_with(fake, client):
         with pytest.raises(flushkit.FlushTimeoutError):
             await flusher.flush("docs", timeout=0.2)
     assert flusher._transport._aio is None  # closed on exit
+
+
+async def test_async_with_twice_and_after_close(client):
+    flusher = flushkit.AsyncFlusher(client)
+    async with flusher:
+        async with flusher:  # nested: the inner exit closes, the outer goes on
+            assert (await flusher.flush("docs")).status.ok
+        with pytest.raises(flushkit.ClientClosedError):
+            await flusher.flush("docs")
+    await flusher.aclose()  # again: harmless

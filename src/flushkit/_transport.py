@@ -89,11 +89,11 @@ class Transport:
 
     async def open_async(self) -> None:
         """Under asyncio, open a grpc.aio channel for this event loop's calls."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # trio: no grpc.aio, the future bridge serves
+        loop = _running_loop()
+        if loop is None:  # trio: no grpc.aio, the future bridge serves
             return
-        await self.close_async()
+        if self._aio is not None:  # entered before: in this loop keep it, in another the
+            return  # channel is that loop's; this loop's calls take the future bridge
         channel = self.connection.aio_channel()
         stubs = {
             name: channel.unary_unary(
@@ -106,19 +106,17 @@ class Transport:
         self._aio = (loop, channel, stubs)
 
     async def close_async(self) -> None:
-        aio, self._aio = self._aio, None
-        if aio is not None:
+        """Close the grpc.aio channel, from the event loop that opened it."""
+        aio = self._aio
+        if aio is not None and aio[0] is _running_loop():
+            self._aio = None
             await aio[1].close()
 
     def _aio_stub(self, method: str) -> Any:
         aio = self._aio
-        if aio is None:
+        if aio is None or aio[0] is not _running_loop():
             return None
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return None
-        return aio[2][method] if aio[0] is loop else None
+        return aio[2][method]
 
     async def call_async(self, call: Call) -> Any:
         """Perform ``call`` without blocking the event loop or holding a thread.
@@ -181,6 +179,13 @@ async def _aio_call(rpc: Any) -> Any:
     finally:
         rpc.cancel()  # a no-op once answered; else the server sees CANCELLED
     return await rpc
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # trio
+        return None
 
 
 def _remaining(call: Call) -> float | None:
