@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +31,10 @@ class Standalone:
 
 @contextlib.contextmanager
 def standalone(
-    base_dir: Path, *, authorization: bool = False, **config: Any
+    base_dir: Path, *, authorization: bool = False, port: int | None = None, **config: Any
 ) -> Iterator[Standalone]:
-    """Start a server in ``base_dir`` with ``config`` (dotted milvus.yaml keys) applied.
+    """Start a server in ``base_dir`` with ``config`` (dotted milvus.yaml keys) applied,
+    on ``port`` if given (else the first free one from 19530).
 
     Raises ImportError where the ``milvus`` package is not installed.
     """
@@ -40,6 +43,8 @@ def standalone(
     server = MilvusServer()
     server.set_base_dir(str(base_dir))
     server.config.set("authorization_enabled", authorization)
+    if port is not None:
+        server.config.update(proxy_port=port)
     for key, value in config.items():
         server.config.set(key, value)
     atexit.register(server.stop)  # even if the process is interrupted mid-test
@@ -79,9 +84,10 @@ class Standalones:
         free, on its port)."""
         if self._server is None or self._settings is None:
             raise RuntimeError("no server is running")
-        settings, base = self._settings, self._base
+        settings, base, port = self._settings, self._base, self._server.port
         self.close()
-        self._server = self._stack.enter_context(standalone(base, **settings))
+        _wait_until_free(port)
+        self._server = self._stack.enter_context(standalone(base, port=port, **settings))
         self._settings, self._base = settings, base
         return self._server
 
@@ -89,3 +95,17 @@ class Standalones:
         self._stack.close()
         self._stack = contextlib.ExitStack()
         self._server = self._settings = None
+
+
+def _wait_until_free(port: int, patience: float = 120.0) -> None:
+    """The milvus package binds without SO_REUSEADDR: wait out the port's TIME_WAIT."""
+    deadline = time.monotonic() + patience
+    while True:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.2)
