@@ -40,8 +40,7 @@ class MetricsMiddleware:
         try:
             result: FlushResult = yield request
         except Exception as exc:
-            attributes = request_attributes(request)
-            attributes.update(error_attributes(exc))
+            attributes = {**request_attributes(request), **error_attributes(exc)}
             self.duration.record(time.monotonic() - request.started, attributes)
             raise
         self.duration.record(time.monotonic() - request.started, request_attributes(request))

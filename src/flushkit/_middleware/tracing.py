@@ -11,6 +11,9 @@ used: the application installs the SDK, or nothing is recorded.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import context, trace
@@ -53,21 +56,30 @@ class TracingMiddleware:
         return f"TracingMiddleware(tracer={self.tracer!r})"
 
 
-def request_attributes(request: FlushRequest) -> dict[str, Any]:
-    """The database-convention attributes of a flush, for spans and metrics."""
-    single = len(request.collection_names) == 1
+def request_attributes(request: FlushRequest) -> Mapping[str, Any]:
+    """The database-convention attributes of a flush, for spans and metrics (read-only,
+    computed once per target: they are on every call's path)."""
+    return _attributes(
+        request.collection_names, request.db_name, request.server_address, request.server_port
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _attributes(
+    names: tuple[str, ...], db_name: str, address: str | None, port: int | None
+) -> Mapping[str, Any]:
     attributes: dict[str, Any] = {
         "db.system.name": "milvus",
         "db.operation.name": "flush",
-        "db.namespace": request.db_name,
+        "db.namespace": db_name,
     }
-    if single:
-        attributes["db.collection.name"] = request.collection_names[0]
-    if request.server_address is not None:
-        attributes["server.address"] = request.server_address
-    if request.server_port is not None:
-        attributes["server.port"] = request.server_port
-    return attributes
+    if len(names) == 1:
+        attributes["db.collection.name"] = names[0]
+    if address is not None:
+        attributes["server.address"] = address
+    if port is not None:
+        attributes["server.port"] = port
+    return MappingProxyType(attributes)
 
 
 def error_attributes(exc: Exception) -> dict[str, str]:
