@@ -208,3 +208,21 @@ def test_a_middleware_may_yield_the_request_after_the_inner_chain_raised_twice()
     core = Core(KeyError(), KeyError(), result(db_name="third"))
     assert drive(Chain([retry_forever], core))[0].db_name == "third"
     assert len(core.requests) == 3
+
+
+def test_a_middleware_that_fails_to_start_is_thrown_into_the_outer_one():
+    seen = []
+
+    def outer(request):
+        try:
+            return (yield request)
+        except ValueError as exc:
+            seen.append(exc)
+            return result(db_name="recovered")
+
+    class Broken:
+        def __call__(self, request):
+            raise ValueError("cannot start")
+
+    assert drive(Chain([outer, Broken()], Core()))[0].db_name == "recovered"
+    assert len(seen) == 1

@@ -94,7 +94,7 @@ class Steps(Iterator[Effect | Pause]):
                 request, self._request = self._request, None
                 try:
                     stack.append(self._start(len(stack), request))
-                except TypeError as exc:
+                except Exception as exc:  # a middleware that failed to start a flow
                     self._throw_below(exc)
             flow = stack[-1]
             error, self._error = self._error, None

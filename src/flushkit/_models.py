@@ -78,9 +78,8 @@ class FlushRequest:
         """A copy of this request with ``changes`` applied."""
         copy = object.__new__(FlushRequest)
         for name in _REQUEST_FIELDS:
-            object.__setattr__(
-                copy, name, changes.pop(name, None) if name in changes else getattr(self, name)
-            )
+            value = changes.pop(name) if name in changes else getattr(self, name)
+            object.__setattr__(copy, name, value)
         if changes:
             raise TypeError(f"FlushRequest has no field {', '.join(sorted(changes))}")
         return copy

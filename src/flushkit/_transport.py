@@ -50,6 +50,19 @@ _METHODS: Mapping[str, tuple[Any, Any]] = {
 }
 
 
+def _stubs(channel: Any, **options: Any) -> dict[str, Any]:
+    """The Flush and GetFlushState callables of a blocking or a grpc.aio channel."""
+    return {
+        name: channel.unary_unary(
+            _SERVICE + name,
+            request_serializer=request.SerializeToString,
+            response_deserializer=response.FromString,
+            **options,
+        )
+        for name, (request, response) in _METHODS.items()
+    }
+
+
 class Transport:
     """Performs :class:`Call` effects on a MilvusClient's channel."""
 
@@ -62,15 +75,7 @@ class Transport:
     def _stub(self, method: str) -> grpc.UnaryUnaryMultiCallable:
         channel = self.connection.channel()
         if channel is not self._channel:  # first call, or pymilvus reconnected
-            self._stubs = {
-                name: channel.unary_unary(
-                    _SERVICE + name,
-                    request_serializer=request.SerializeToString,
-                    response_deserializer=response.FromString,
-                    _registered_method=True,
-                )
-                for name, (request, response) in _METHODS.items()
-            }
+            self._stubs = _stubs(channel, _registered_method=True)
             self._channel = channel
         return self._stubs[method]
 
@@ -95,15 +100,7 @@ class Transport:
         if self._aio is not None:  # entered before: in this loop keep it, in another the
             return  # channel is that loop's; this loop's calls take the future bridge
         channel = self.connection.aio_channel()
-        stubs = {
-            name: channel.unary_unary(
-                _SERVICE + name,
-                request_serializer=request.SerializeToString,
-                response_deserializer=response.FromString,
-            )
-            for name, (request, response) in _METHODS.items()
-        }
-        self._aio = (loop, channel, stubs)
+        self._aio = (loop, channel, _stubs(channel))
 
     async def close_async(self) -> None:
         """Close the grpc.aio channel, from the event loop that opened it."""
