@@ -65,10 +65,7 @@ def flush_in(runtime: str, client: Any, **flusher_options: Any) -> FlushCall:
 
     def flush(*args: Any, **kwargs: Any) -> flushkit.FlushResult:
         async def main() -> flushkit.FlushResult:
-            if runtime == "asyncio":  # ``async with``: asyncio's grpc.aio path
-                async with flushkit.AsyncFlusher(client, **flusher_options) as flusher:
-                    return await flusher.flush(*args, **kwargs)
-            return await async_flusher.flush(*args, **kwargs)  # trio: the future bridge
+            return await async_flusher.flush(*args, **kwargs)
 
         return anyio.run(main, backend=runtime)
 

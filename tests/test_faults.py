@@ -169,7 +169,6 @@ def test_fault(
         address = dead_address if fault.address == "dead" else silent_address
         own_client._handler._channel.close()
         own_client._handler._channel = grpc.insecure_channel(address)
-        own_client._handler._address = address  # where asyncio's grpc.aio channel goes
     flusher_kwargs = {"timeout": BUDGET} if budget_from == "flusher" else {"timeout": None}
     call: dict[str, Any] = {"wait": fault.wait}
     if budget_from == "call":

@@ -49,16 +49,10 @@ class AsyncFlusher(FlusherBase):
         return await self._transport.call_async(effect)
 
     async def aclose(self) -> None:
-        """Refuse further flushes and close the flusher's grpc.aio channel, if any. The
-        MilvusClient stays open: it is the caller's."""
+        """Refuse further flushes. The MilvusClient stays open: it is the caller's."""
         self._closed = True
-        await self._transport.close_async()
 
     async def __aenter__(self) -> AsyncFlusher:
-        """Under asyncio, opens a grpc.aio channel for this event loop: flushes inside
-        ``async with`` run natively on it, the fastest path. Outside, or under trio, they
-        run as gRPC futures on the client's own channel."""
-        await self._transport.open_async()
         return self
 
     async def __aexit__(

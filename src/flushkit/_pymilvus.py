@@ -12,11 +12,9 @@ every call, never kept.
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 from typing import Any
 
 import grpc
-import grpc.aio
 
 from ._exceptions import ClientClosedError
 
@@ -59,42 +57,6 @@ class MilvusConnection:
         if channel is None:
             raise ClientClosedError("the MilvusClient is closed")
         return channel
-
-    def aio_channel(self) -> grpc.aio.Channel:
-        """A grpc.aio channel to the client's server, with its channel's settings.
-
-        The same address, TLS files, server name and gRPC options as the channel pymilvus
-        built (``GrpcHandler._create_grpc_channel``); credentials and database travel as
-        call metadata, as on the client's own channel.
-        """
-        handler = self._client._handler
-        if handler is None:
-            raise ClientClosedError("the MilvusClient is closed")
-        options: dict[str, Any] = {
-            "grpc.max_send_message_length": -1,
-            "grpc.max_receive_message_length": -1,
-            "grpc.enable_retries": 1,
-            "grpc.keepalive_time_ms": 10000,
-            "grpc.keepalive_timeout_ms": 5000,
-            "grpc.keepalive_permit_without_calls": True,
-        }
-        options.update(getattr(handler, "_grpc_options", None) or {})
-        address = str(handler._address)
-        if not getattr(handler, "_secure", False):
-            return grpc.aio.insecure_channel(address, options=list(options.items()))
-        if getattr(handler, "_server_name", ""):
-            options["grpc.ssl_target_name_override"] = handler._server_name
-        root, key, chain = None, None, None
-        if getattr(handler, "_server_pem_path", ""):
-            root = Path(handler._server_pem_path).read_bytes()
-        elif handler._client_pem_path and handler._client_key_path and handler._ca_pem_path:
-            root = Path(handler._ca_pem_path).read_bytes()
-            key = Path(handler._client_key_path).read_bytes()
-            chain = Path(handler._client_pem_path).read_bytes()
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=root, private_key=key, certificate_chain=chain
-        )
-        return grpc.aio.secure_channel(address, credentials, options=list(options.items()))
 
     def metadata(self, db_name: str) -> Metadata:
         """gRPC metadata for a call in ``db_name``: database and credentials."""

@@ -1,17 +1,18 @@
-"""The last I/O step: one RPC, blocking or awaited.
+"""The last I/O step: one RPC on the client's channel, blocking or awaited.
 
-Both facades share everything here but the final wait: :meth:`Transport.call` blocks on
-the client's own channel; :meth:`Transport.call_async` awaits without holding a thread:
+Both facades share everything here but the final wait: :meth:`Transport.call` blocks,
+:meth:`Transport.call_async` awaits a gRPC future without holding a thread.
 
-* under asyncio inside ``async with AsyncFlusher(...)``: a grpc.aio channel opened for
-  that event loop with the client's channel settings, the native and fastest path;
-* otherwise, and always under trio (which has no grpc.aio): a gRPC future on the
-  client's own channel. It needs no connection of its own, works under both runtimes,
-  holds no thread while in flight (so anyio's 40-thread limiter never caps it), and is
-  cancelled on the wire with ``future.cancel()``; gRPC's completion thread hands the
-  answer back with the loop's thread-safe ``call_soon`` (asyncio) or ``run_sync_soon``
-  (trio). On this project's machine that bridge costs about 300 us over a blocking call,
-  a trio thread hop about 240 us and grpc.aio about 130 us (docs/benchmarks.md).
+Why a gRPC future and not ``grpc.aio`` or a worker thread for the async facade: the
+future runs on the client's own (blocking) channel, so it needs no second connection per
+event loop, works the same under asyncio and trio (trio has no grpc.aio), holds no
+thread while the RPC is in flight (so anyio's 40-thread limiter never caps it), and is
+cancelled on the wire with ``future.cancel()``. gRPC's completion thread hands the
+answer back with the loop's thread-safe ``call_soon`` (asyncio) or ``run_sync_soon``
+(trio). It costs about 300 us over a blocking call on this project's machine, grpc.aio
+about 130 us; a grpc.aio path for asyncio was tried and removed: grpc.aio's process-wide
+poller kept waking event loops that earlier ``anyio.run`` calls had closed
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from typing import Any
 
 import anyio
 import grpc
-import grpc.aio
 from pymilvus.grpc_gen import milvus_pb2
 
 from ._core import FLUSH, GET_FLUSH_STATE, Call
@@ -70,7 +70,6 @@ class Transport:
         self.connection = MilvusConnection(client)
         self._channel: grpc.Channel | None = None
         self._stubs: dict[str, grpc.UnaryUnaryMultiCallable] = {}
-        self._aio: tuple[asyncio.AbstractEventLoop, grpc.aio.Channel, dict[str, Any]] | None = None
 
     def _stub(self, method: str) -> grpc.UnaryUnaryMultiCallable:
         channel = self.connection.channel()
@@ -92,29 +91,6 @@ class Transport:
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, call) from None
 
-    async def open_async(self) -> None:
-        """Under asyncio, open a grpc.aio channel for this event loop's calls."""
-        loop = _running_loop()
-        if loop is None:  # trio: no grpc.aio, the future bridge serves
-            return
-        if self._aio is not None:  # entered before: in this loop keep it, in another the
-            return  # channel is that loop's; this loop's calls take the future bridge
-        channel = self.connection.aio_channel()
-        self._aio = (loop, channel, _stubs(channel))
-
-    async def close_async(self) -> None:
-        """Close the grpc.aio channel, from the event loop that opened it."""
-        aio = self._aio
-        if aio is not None and aio[0] is _running_loop():
-            self._aio = None
-            await aio[1].close()
-
-    def _aio_stub(self, method: str) -> Any:
-        aio = self._aio
-        if aio is None or aio[0] is not _running_loop():
-            return None
-        return aio[2][method]
-
     async def call_async(self, call: Call) -> Any:
         """Perform ``call`` without blocking the event loop or holding a thread.
 
@@ -127,11 +103,8 @@ class Transport:
         scope_first = scope < (math.inf if own is None else own)
         timeout = max(scope, 0.0) if scope_first else own
         metadata = self.connection.metadata(call.request.db_name)
-        aio = self._aio_stub(call.method)
         try:
             with anyio.move_on_after(math.inf if own is None else own) as budget:
-                if aio is not None:  # asyncio inside ``async with AsyncFlusher``
-                    return await _aio_call(aio(call.message, timeout=timeout, metadata=metadata))
                 return await self._bridge(call, timeout, metadata)
         except grpc.RpcError as exc:
             if scope_first and exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -159,30 +132,6 @@ class Transport:
         finally:
             future.cancel()  # a no-op once answered; else the server sees CANCELLED
         return future.result()
-
-
-async def _aio_call(rpc: Any) -> Any:
-    """Await a grpc.aio call through a plain future, so that a cancellation reaches the
-    caller as its own runtime's (grpc.aio raises a fresh CancelledError of its own)."""
-    answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def wake(_: object) -> None:
-        if not answered.done():
-            answered.set_result(None)
-
-    rpc.add_done_callback(wake)
-    try:
-        await answered
-    finally:
-        rpc.cancel()  # a no-op once answered; else the server sees CANCELLED
-    return await rpc
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:  # trio
-        return None
 
 
 def _remaining(call: Call) -> float | None:
