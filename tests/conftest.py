@@ -48,6 +48,20 @@ def client(fake: MilvusTestServer) -> Iterator[MilvusClient]:
     milvus.close()
 
 
+@pytest.fixture
+def spans() -> Any:
+    """An in-memory span exporter; its tracer provider is ``spans.provider``."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    exporter.provider = provider  # type: ignore[attr-defined]
+    return exporter
+
+
 @pytest.fixture(params=RUNTIMES)
 def runtime(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -9,7 +9,7 @@ import structlog
 
 from flushkit._bench import percentile
 from flushkit._cli import main
-from flushkit.testing import status
+from flushkit.testing import delay, status
 
 
 @pytest.fixture(autouse=True)
@@ -29,13 +29,25 @@ def test_percentile_nearest_rank():
 @pytest.mark.parametrize("runtime", ["blocking", "asyncio", "trio"])
 def test_bench_reports_percentiles_and_throughput(fake, capsys, runtime):
     args = ["bench", "--uri", fake.uri, "--calls", "60", "--concurrency", "4"]
-    assert main([*args, "--runtime", runtime, "--json"]) == 0
+    assert main([*args, "--runtime", runtime, "--json", "--no-coalesce"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["calls"] == 60 and report["runtime"] == runtime
     assert 0 < report["p50_ms"] <= report["p90_ms"] <= report["p99_ms"] <= report["max_ms"]
     assert report["throughput"] > 0
     assert report["errors"] == {}
+    assert report["coalesce"] is False and report["coalesced"] == 0
     assert len(fake.flush_calls) == 60
+
+
+@pytest.mark.parametrize("runtime", ["blocking", "asyncio", "trio"])
+def test_bench_coalesces_concurrent_callers_by_default(fake, capsys, runtime):
+    fake.script_flush(*[delay(0.02)] * 60)  # an RPC in flight while the others arrive
+    args = ["bench", "--uri", fake.uri, "--calls", "60", "--concurrency", "6"]
+    assert main([*args, "--runtime", runtime, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["errors"] == {} and report["coalesce"] is True
+    assert report["coalesced"] > 0
+    assert len(fake.flush_calls) < 60
 
 
 def test_bench_counts_errors_and_plots(fake, capsys, tmp_path):

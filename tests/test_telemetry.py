@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 import structlog
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from pymilvus import MilvusClient
 
@@ -28,15 +25,6 @@ class RecordingLogger:
 
     def __getattr__(self, level):
         return self._record(level)
-
-
-@pytest.fixture
-def spans():
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    exporter.provider = provider
-    return exporter
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from ._exceptions import (
 )
 from ._facade import DEFAULT_TIMEOUT, USE_FLUSHER_DEFAULT
 from ._middleware import (
+    CoalescingMiddleware,
     LoggingMiddleware,
     MetricsMiddleware,
     RetryMiddleware,
@@ -39,6 +40,7 @@ __all__ = [
     "USE_FLUSHER_DEFAULT",
     "AsyncFlusher",
     "ClientClosedError",
+    "CoalescingMiddleware",
     "CollectionNotFoundError",
     "DatabaseNotFoundError",
     "Flow",

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from ._core import Call
+from ._core import Await, Call
 from ._facade import USE_FLUSHER_DEFAULT, FlusherBase, UseFlusherDefault
 from ._models import FlushResult, Pause
 
@@ -43,10 +43,10 @@ class AsyncFlusher(FlusherBase):
                 steps.throw(exc)
         return steps.result
 
-    async def _perform(self, effect: Call | Pause) -> Any:
+    async def _perform(self, effect: Call | Await | Pause) -> Any:
         if isinstance(effect, Pause):
             return await anyio.sleep(effect.seconds)
-        return await self._transport.call_async(effect)
+        return await self._transport.perform_async(effect)
 
     async def aclose(self) -> None:
         """Refuse further flushes. The MilvusClient stays open: it is the caller's."""

@@ -5,6 +5,10 @@ for ``blocking``, tasks under ``asyncio`` and ``trio``), with or without ``--wai
 prints percentiles (p50, p90, p99, max) and throughput; ``--json`` for machines and
 ``--plot FILE.png`` for a latency CDF (needs matplotlib: ``pip install 'flushkit[bench]'``).
 Long runs show a progress bar (tqdm when installed, else a plain line on stderr).
+
+Concurrent flushes of the collection coalesce (share Flush RPCs) as they do in any
+service using flushkit; the report counts the coalesced calls. ``--no-coalesce``
+removes the coalescing middleware, so that every call sends its own RPC.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import anyio
 from ._async import AsyncFlusher
 from ._blocking import Flusher
 from ._exceptions import FlushError
+from ._middleware import CoalescingMiddleware, default_middleware
+from ._models import FlushResult
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,8 @@ class BenchReport:
     calls: int
     concurrency: int
     wait: bool
+    coalesce: bool
+    coalesced: int
     errors: dict[str, int]
     seconds: float
     throughput: float
@@ -93,27 +101,41 @@ def run_bench(
     runtime: str,
     wait: bool,
     timeout: float | None,
+    coalesce: bool = True,
     progress: bool = False,
 ) -> tuple[BenchReport, list[float]]:
     """Flush ``collection`` ``calls`` times; the report and every latency in seconds."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
+    coalesced = 0
     bar = _Progress(calls, progress)
 
-    def record(started: float, error: FlushError | None) -> None:
+    def record(started: float, outcome: FlushResult | FlushError) -> None:
+        nonlocal coalesced
         latencies.append(time.perf_counter() - started)
-        if error is not None:
-            errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
+        coalesced += outcome.coalesced
+        if isinstance(outcome, FlushError):
+            errors[type(outcome).__name__] = errors.get(type(outcome).__name__, 0) + 1
         bar.step()
 
+    middleware = [
+        layer
+        for layer in default_middleware()
+        if coalesce or not isinstance(layer, CoalescingMiddleware)
+    ]
     started = time.perf_counter()
     if runtime == "blocking":
         _bench_threads(
-            Flusher(client, timeout=timeout), collection, calls, concurrency, wait, record
+            Flusher(client, timeout=timeout, middleware=middleware),
+            collection,
+            calls,
+            concurrency,
+            wait,
+            record,
         )
     else:
         _bench_tasks(
-            AsyncFlusher(client, timeout=timeout),
+            AsyncFlusher(client, timeout=timeout, middleware=middleware),
             collection,
             calls,
             concurrency,
@@ -129,6 +151,8 @@ def run_bench(
         calls=calls,
         concurrency=concurrency,
         wait=wait,
+        coalesce=coalesce,
+        coalesced=coalesced,
         errors=errors,
         seconds=seconds,
         throughput=calls / seconds if seconds else math.nan,
@@ -140,7 +164,7 @@ def run_bench(
     return report, latencies
 
 
-Record = Callable[[float, "FlushError | None"], None]
+Record = Callable[[float, "FlushResult | FlushError"], None]
 
 
 def _bench_threads(
@@ -156,11 +180,9 @@ def _bench_threads(
                     return
             began = time.perf_counter()
             try:
-                flusher.flush(collection, wait=wait)
+                record(began, flusher.flush(collection, wait=wait))
             except FlushError as exc:
                 record(began, exc)
-            else:
-                record(began, None)
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         for _ in range(concurrency):
@@ -182,11 +204,9 @@ def _bench_tasks(
         for _ in counter:
             began = time.perf_counter()
             try:
-                await flusher.flush(collection, wait=wait)
+                record(began, await flusher.flush(collection, wait=wait))
             except FlushError as exc:
                 record(began, exc)
-            else:
-                record(began, None)
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
@@ -229,6 +249,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--runtime", choices=["blocking", "asyncio", "trio"], default="blocking")
     parser.add_argument("--wait", action="store_true", help="wait until persisted")
+    parser.add_argument(
+        "--no-coalesce",
+        dest="coalesce",
+        action="store_false",
+        help="every call sends its own Flush RPC (no coalescing middleware)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="write a latency CDF")
 
@@ -249,6 +275,7 @@ def bench_command(args: argparse.Namespace, client: Any) -> int:
             runtime=args.runtime,
             wait=args.wait,
             timeout=args.timeout,
+            coalesce=args.coalesce,
             progress=args.calls >= 2000 and not args.json,
         )
     finally:
@@ -266,6 +293,8 @@ def bench_command(args: argparse.Namespace, client: Any) -> int:
             f"latency ms: p50 {report.p50_ms:.3f}  p90 {report.p90_ms:.3f}  "
             f"p99 {report.p99_ms:.3f}  max {report.max_ms:.3f}"
         )
+        if report.coalesced:
+            print(f"coalesced: {report.coalesced} calls shared a Flush RPC with others")
         if report.errors:
             print(f"errors: {report.errors}")
     if args.plot:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from ._core import Call
+from ._core import Await, Call
 from ._facade import USE_FLUSHER_DEFAULT, FlusherBase, UseFlusherDefault
 from ._models import FlushResult, Pause
 
@@ -44,10 +44,10 @@ class Flusher(FlusherBase):
                 steps.throw(exc)
         return steps.result
 
-    def _perform(self, effect: Call | Pause) -> Any:
+    def _perform(self, effect: Call | Await | Pause) -> Any:
         if isinstance(effect, Pause):
             return time.sleep(effect.seconds)
-        return self._transport.call(effect)
+        return self._transport.perform(effect)
 
     def close(self) -> None:
         """Refuse further flushes. The MilvusClient stays open: it is the caller's."""

@@ -1,22 +1,26 @@
 """The core flush: the Flush RPC, then optionally waiting until the segments persist.
 
 The core is a flow like a middleware's, but it yields :class:`Call` effects, which the
-drivers perform over gRPC, and :class:`Pause` effects between polls. It never raises for
-a Milvus status: a status that is not OK is returned in the result for the status
-middleware to translate.
+drivers perform over gRPC, :class:`Pause` effects between polls, and, when the call is
+coalesced (:mod:`flushkit._coalescing`), :class:`Await` effects for the shared RPCs it
+joined. It never raises for a Milvus status: a status that is not OK is returned in the
+result for the status middleware to translate.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
-from typing import Any, NamedTuple
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pymilvus.grpc_gen import milvus_pb2
 
-from ._models import FlushRequest, FlushResult, Pause, Status, result_from_proto
+from ._models import FlushRequest, FlushResult, Pause, Status, merged_result, result_from_proto
 
-__all__ = ["FLUSH", "GET_FLUSH_STATE", "Call", "flush_flow"]
+if TYPE_CHECKING:
+    from ._coalescing import Lanes, Ticket
+
+__all__ = ["FLUSH", "GET_FLUSH_STATE", "Await", "Call", "flush_flow", "wait_until_persisted"]
 
 FLUSH = "Flush"
 GET_FLUSH_STATE = "GetFlushState"
@@ -36,22 +40,68 @@ class Call(NamedTuple):
     request: FlushRequest
 
 
-def flush_flow(request: FlushRequest) -> Generator[Call | Pause, Any, FlushResult]:
-    response = yield Call(
-        FLUSH,
-        milvus_pb2.FlushRequest(db_name=request.db_name, collection_names=request.collection_names),
-        request,
-    )
+class Await(NamedTuple):
+    """Wait for the shared rounds of ``tickets`` within ``request``'s deadline; the driver
+    answers with their results (or raises the first error)."""
+
+    tickets: tuple[Ticket, ...]
+    request: FlushRequest
+
+
+Effects = Generator[Call | Await | Pause, Any, FlushResult]
+
+
+def flush_flow(request: FlushRequest, lanes: Lanes | None = None) -> Effects:
+    """Flush ``request``'s collections; with ``lanes``, coalesced when it asks to be."""
+    if lanes is None or not request.coalesce:
+        return (yield from _flush_and_wait(request, _nothing))
+    membership = lanes.join(request)
+    try:
+        parts: list[FlushResult] = []
+        if membership.led:  # lanes with nothing in flight: this call sends their Flush
+            led = request
+            if len(membership.led) < len(request.collection_names):
+                led = request.replace(collection_names=membership.led)
+            part = yield from _flush_and_wait(led, membership.flushed)
+            if not membership.tickets:
+                return part
+            if not part.status.ok:
+                return merged_result(request, [part])
+            parts.append(part)
+        parts.extend((yield Await(membership.tickets, request)))
+        return merged_result(request, parts)
+    finally:
+        membership.leave()
+
+
+def _nothing() -> None:
+    pass
+
+
+def _flush_and_wait(
+    request: FlushRequest, flushed: Callable[[], None]
+) -> Generator[Call | Pause, Any, FlushResult]:
+    """One Flush RPC for ``request`` (``flushed`` runs once it has ended), then the wait."""
+    try:
+        response = yield Call(
+            FLUSH,
+            milvus_pb2.FlushRequest(
+                db_name=request.db_name, collection_names=request.collection_names
+            ),
+            request,
+        )
+    finally:
+        flushed()
     status = Status.from_proto(response.status)
     if not status.ok or not request.wait:
         return result_from_proto(response, request, status, persisted=False)
-    failure = yield from _wait_until_persisted(request, response)
+    failure = yield from wait_until_persisted(request, response)
     if failure is not None:
         return result_from_proto(response, request, failure, persisted=False)
     return result_from_proto(response, request, status, persisted=True)
 
 
-def _wait_until_persisted(
+def wait_until_persisted(
     request: FlushRequest, response: Any
 ) -> Generator[Call | Pause, Any, Status | None]:
     """Poll GetFlushState for every collection until all report flushed.

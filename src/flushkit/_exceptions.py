@@ -3,7 +3,7 @@
 ::
 
     FlushError                      code, error_code, reason, collection_names, db_name,
-    │                               retryable, grpc_code
+    │                               retryable, grpc_code, attempts, coalesced
     ├── FlushTimeoutError           also a TimeoutError: the call's budget ran out
     ├── CollectionNotFoundError     code 100 / legacy CollectionNotExists
     ├── DatabaseNotFoundError       code 800
@@ -27,9 +27,14 @@ any RPC. Cancellation is never a ``FlushError``: it propagates as the runtime's 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import grpc
 
 from ._models import FlushRequest, Status
+
+if TYPE_CHECKING:
+    from ._core import Call
 
 __all__ = [
     "ClientClosedError",
@@ -52,7 +57,8 @@ class FlushError(Exception):
     ``code`` and ``error_code`` are the Milvus status codes (``None`` and ``""`` when the
     failure came from gRPC or from flushkit itself, in which case ``grpc_code`` may name
     the gRPC status). ``retryable`` says whether the same flush may succeed if tried again;
-    ``attempts`` how many times it was tried.
+    ``attempts`` how many times it was tried; ``coalesced`` whether the failed Flush was
+    one that other calls shared.
     """
 
     def __init__(
@@ -77,6 +83,8 @@ class FlushError(Exception):
         self.grpc_code = grpc_code
         #: How many times the flush was tried (set by the retry middleware).
         self.attempts = 1
+        #: Whether the failed Flush RPC was shared with other calls (coalescing).
+        self.coalesced = False
 
     @property
     def message(self) -> str:
@@ -228,4 +236,32 @@ def timeout_error(request: FlushRequest, during: str) -> FlushTimeoutError:
         collection_names=request.collection_names,
         db_name=request.db_name,
         grpc_code="DEADLINE_EXCEEDED",
+    )
+
+
+_BY_GRPC_CODE: Mapping[grpc.StatusCode, tuple[type[FlushError], bool]] = {
+    grpc.StatusCode.UNAVAILABLE: (ServiceUnavailableError, True),
+    grpc.StatusCode.CANCELLED: (ServiceUnavailableError, True),
+    grpc.StatusCode.UNAUTHENTICATED: (PermissionDeniedError, False),
+    grpc.StatusCode.PERMISSION_DENIED: (PermissionDeniedError, False),
+    grpc.StatusCode.INVALID_ARGUMENT: (InvalidArgumentError, False),
+    grpc.StatusCode.ABORTED: (ServerError, True),
+}
+
+
+def error_from_rpc(exc: grpc.RpcError, call: Call) -> FlushError:
+    """The :class:`FlushError` for a failed RPC; never lets a ``grpc.RpcError`` out."""
+    request: FlushRequest = call.request
+    code = exc.code() if callable(getattr(exc, "code", None)) else grpc.StatusCode.UNKNOWN
+    details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return timeout_error(request, f"gRPC deadline exceeded during {call.method}")
+    cls, retryable = _BY_GRPC_CODE.get(code, (ServerError, False))
+    return cls(
+        f"{describe(request)} failed: {call.method} RPC ended with gRPC {code.name}: {details}",
+        reason=details or "",
+        collection_names=request.collection_names,
+        db_name=request.db_name,
+        retryable=retryable,
+        grpc_code=code.name,
     )

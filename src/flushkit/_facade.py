@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any, Final
 
 from ._chain import Chain, Middleware, Steps
-from ._core import Call, flush_flow
+from ._coalescing import Lanes
+from ._core import Await, Call, flush_flow
 from ._exceptions import ClientClosedError
 from ._middleware import default_middleware
 from ._models import FlushRequest, Pause
@@ -40,8 +42,12 @@ class FlusherBase:
         middleware: Sequence[Middleware] | None = None,
     ) -> None:
         self.timeout = timeout_of(timeout)
-        self._chain = Chain(default_middleware() if middleware is None else middleware, flush_flow)
         self._transport = Transport(client)
+        lanes = Lanes(self._transport.identity, self._transport.start)
+        self._chain = Chain(
+            default_middleware() if middleware is None else middleware,
+            functools.partial(flush_flow, lanes=lanes),
+        )
         self._server_address, self._server_port = _split_address(self._transport.connection.address)
         self._closed = False
 
@@ -65,7 +71,7 @@ class FlusherBase:
         """The chain, outermost first."""
         return self._chain.middleware
 
-    def _steps(self, request: FlushRequest) -> Steps[Call | Pause]:
+    def _steps(self, request: FlushRequest) -> Steps[Call | Await | Pause]:
         return self._chain.steps(request)
 
     def __repr__(self) -> str:

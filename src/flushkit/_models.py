@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -62,7 +62,8 @@ class FlushRequest:
 
     Middlewares change a request with :meth:`replace` and yield the new one.
     ``started`` and ``deadline`` are ``time.monotonic()`` seconds; ``deadline`` is
-    ``None`` until the timeout middleware sets it from ``timeout``.
+    ``None`` until the timeout middleware sets it from ``timeout``. ``coalesce`` lets the
+    call share Flush RPCs with concurrent calls (set by the coalescing middleware).
     """
 
     collection_names: tuple[str, ...]
@@ -73,6 +74,7 @@ class FlushRequest:
     deadline: float | None = None
     server_address: str | None = None
     server_port: int | None = None
+    coalesce: bool = False
 
     def replace(self, **changes: Any) -> FlushRequest:
         """A copy of this request with ``changes`` applied."""
@@ -110,7 +112,8 @@ class FlushResult:
     ``flush_coll_segIDs`` to its already-flushed segments, ``coll_seal_times`` to the seal
     time (Unix seconds) and ``coll_flush_ts`` to the flush timestamp (a hybrid timestamp).
     ``persisted`` is true when ``wait=True`` saw the server report the sealed segments
-    persisted. ``elapsed`` is in seconds.
+    persisted. ``elapsed`` is in seconds. ``attempts`` counts the tries (retries);
+    ``coalesced`` is true when a Flush RPC of this call was shared with other calls.
     """
 
     coll_segIDs: Mapping[str, tuple[int, ...]]
@@ -122,6 +125,7 @@ class FlushResult:
     elapsed: float
     persisted: bool = False
     attempts: int = 1
+    coalesced: bool = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_result, tuple(_plain(getattr(self, f.name)) for f in _RESULT_FIELDS))
@@ -140,7 +144,7 @@ def _rebuild_result(*values: Any) -> FlushResult:
 
 
 def result_from_proto(
-    response: Any, request: FlushRequest, status: Status, persisted: bool
+    response: Any, request: FlushRequest, status: Status, persisted: bool, coalesced: bool = False
 ) -> FlushResult:
     """Build a :class:`FlushResult` from a ``FlushResponse``."""
     return FlushResult(
@@ -152,7 +156,35 @@ def result_from_proto(
         status=status,
         elapsed=_elapsed(request),
         persisted=persisted,
+        coalesced=coalesced,
     )
+
+
+def merged_result(request: FlushRequest, parts: list[FlushResult]) -> FlushResult:
+    """One call's result from the results of the RPCs that flushed its collections.
+
+    The status is the first that is not OK (else OK); ``persisted`` only if every part
+    is; ``coalesced`` if any part was shared; ``elapsed`` is the call's own.
+    """
+    status = next((part.status for part in parts if not part.status.ok), parts[0].status)
+    return FlushResult(
+        coll_segIDs=_union(part.coll_segIDs for part in parts),
+        flush_coll_segIDs=_union(part.flush_coll_segIDs for part in parts),
+        coll_seal_times=_union(part.coll_seal_times for part in parts),
+        coll_flush_ts=_union(part.coll_flush_ts for part in parts),
+        db_name=parts[0].db_name or request.db_name,
+        status=status,
+        elapsed=_elapsed(request),
+        persisted=all(part.persisted for part in parts),
+        coalesced=any(part.coalesced for part in parts),
+    )
+
+
+def _union(mappings: Iterable[Mapping[str, Any]]) -> Mapping[str, Any]:
+    merged: dict[str, Any] = {}
+    for mapping in mappings:
+        merged.update(mapping)
+    return _frozen(merged)
 
 
 def _segments(segments: Any) -> Mapping[str, tuple[int, ...]]:

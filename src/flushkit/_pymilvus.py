@@ -49,6 +49,8 @@ class MilvusConnection:
             (("authorization", base64.b64encode(token.encode()).decode()),) if token else ()
         )
         self._metadata: dict[str, Metadata] = {}
+        #: Calls with equal identities may share an RPC: same server, same credential.
+        self.identity: tuple[str, Metadata] = (self.address, self._auth)
 
     def channel(self) -> grpc.Channel:
         """The client's current raw channel (it changes when pymilvus reconnects)."""

@@ -20,28 +20,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import anyio
 import grpc
 from pymilvus.grpc_gen import milvus_pb2
 
-from ._core import FLUSH, GET_FLUSH_STATE, Call
-from ._exceptions import (
-    FlushError,
-    InvalidArgumentError,
-    PermissionDeniedError,
-    ServerError,
-    ServiceUnavailableError,
-    describe,
-    timeout_error,
-)
-from ._models import FlushRequest
+from ._core import FLUSH, GET_FLUSH_STATE, Await, Call
+from ._exceptions import error_from_rpc, timeout_error
+from ._models import FlushRequest, FlushResult
 from ._pymilvus import MilvusConnection
 
-__all__ = ["Transport", "error_from_rpc"]
+__all__ = ["Transport"]
 
 _SERVICE = "/milvus.proto.milvus.MilvusService/"
 _METHODS: Mapping[str, tuple[Any, Any]] = {
@@ -77,6 +70,31 @@ class Transport:
             self._stubs = _stubs(channel, _registered_method=True)
             self._channel = channel
         return self._stubs[method]
+
+    @property
+    def identity(self) -> Hashable:
+        """Which calls may share an RPC: same server, same credentials."""
+        return self.connection.identity
+
+    def perform(self, effect: Call | Await) -> Any:
+        """Perform an RPC, or wait for shared ones, blocking."""
+        if isinstance(effect, Await):
+            return _await_blocking(effect)
+        return self.call(effect)
+
+    async def perform_async(self, effect: Call | Await) -> Any:
+        """Perform an RPC, or wait for shared ones, without blocking the event loop."""
+        if isinstance(effect, Await):
+            return await _await_async(effect)
+        return await self.call_async(effect)
+
+    def start(self, call: Call) -> grpc.Future:
+        """Start ``call`` and return its gRPC future (a shared round's RPC)."""
+        return self._stub(call.method).future(
+            call.message,
+            timeout=_remaining(call),
+            metadata=self.connection.metadata(call.request.db_name),
+        )
 
     def call(self, call: Call) -> Any:
         """Perform ``call``, blocking until its answer or its deadline."""
@@ -120,13 +138,8 @@ class Transport:
         """A gRPC future on the client's own channel, awaited without a thread."""
         future = self._stub(call.method).future(call.message, timeout=timeout, metadata=metadata)
         answered = anyio.Event()
-        call_soon = _call_soon_threadsafe()
-
-        def wake(_: object) -> None:
-            with contextlib.suppress(RuntimeError):  # the event loop has already closed
-                call_soon(answered.set)
-
-        future.add_done_callback(wake)
+        wake = _threadsafe_setter(answered)
+        future.add_done_callback(lambda _: wake())
         try:
             await answered.wait()
         finally:
@@ -144,6 +157,43 @@ def _remaining(call: Call) -> float | None:
     return remaining
 
 
+def _await_blocking(effect: Await) -> tuple[FlushResult, ...]:
+    """Wait for each ticket's shared round, within the caller's own deadline."""
+    for ticket in effect.tickets:
+        answered = threading.Event()
+        if ticket.when_done(answered.set) and not answered.wait(_time_left(effect.request)):
+            raise timeout_error(effect.request, "waiting for a shared Flush")
+    return tuple(ticket.result() for ticket in effect.tickets)
+
+
+async def _await_async(effect: Await) -> tuple[FlushResult, ...]:
+    """Wait for each ticket's shared round, within the caller's deadline and cancel scope."""
+    for ticket in effect.tickets:
+        answered = anyio.Event()
+        if ticket.when_done(_threadsafe_setter(answered)):
+            left = _time_left(effect.request)
+            with anyio.move_on_after(math.inf if left is None else left) as budget:
+                await answered.wait()
+            if budget.cancelled_caught:
+                raise timeout_error(effect.request, "waiting for a shared Flush")
+    return tuple(ticket.result() for ticket in effect.tickets)
+
+
+def _time_left(request: FlushRequest) -> float | None:
+    return None if request.deadline is None else max(request.deadline - time.monotonic(), 0.0)
+
+
+def _threadsafe_setter(event: anyio.Event) -> Callable[[], None]:
+    """A function that sets ``event`` from any thread (gRPC's, a timer's, a caller's)."""
+    call_soon = _call_soon_threadsafe()
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # the event loop has already closed
+            call_soon(event.set)
+
+    return wake
+
+
 def _call_soon_threadsafe() -> Callable[[Callable[[], object]], object]:
     """The running event loop's way to run a function soon, from any thread."""
     try:
@@ -152,31 +202,3 @@ def _call_soon_threadsafe() -> Callable[[Callable[[], object]], object]:
         import trio  # not under asyncio: anyio's only other backend
 
         return trio.lowlevel.current_trio_token().run_sync_soon
-
-
-_BY_GRPC_CODE: Mapping[grpc.StatusCode, tuple[type[FlushError], bool]] = {
-    grpc.StatusCode.UNAVAILABLE: (ServiceUnavailableError, True),
-    grpc.StatusCode.CANCELLED: (ServiceUnavailableError, True),
-    grpc.StatusCode.UNAUTHENTICATED: (PermissionDeniedError, False),
-    grpc.StatusCode.PERMISSION_DENIED: (PermissionDeniedError, False),
-    grpc.StatusCode.INVALID_ARGUMENT: (InvalidArgumentError, False),
-    grpc.StatusCode.ABORTED: (ServerError, True),
-}
-
-
-def error_from_rpc(exc: grpc.RpcError, call: Call) -> FlushError:
-    """The :class:`FlushError` for a failed RPC; never lets a ``grpc.RpcError`` out."""
-    request: FlushRequest = call.request
-    code = exc.code() if callable(getattr(exc, "code", None)) else grpc.StatusCode.UNKNOWN
-    details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
-    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
-        return timeout_error(request, f"gRPC deadline exceeded during {call.method}")
-    cls, retryable = _BY_GRPC_CODE.get(code, (ServerError, False))
-    return cls(
-        f"{describe(request)} failed: {call.method} RPC ended with gRPC {code.name}: {details}",
-        reason=details or "",
-        collection_names=request.collection_names,
-        db_name=request.db_name,
-        retryable=retryable,
-        grpc_code=code.name,
-    )

@@ -25,6 +25,10 @@ GetFlushState):
 * ``disconnect()``: close every connection mid-call (the server restarts on its port);
 * ``flushed(value)``: GetFlushState's answer; ``server.flushed_after(n)`` scripts n polls.
 
+``server.missing("ghost", ...)`` makes collections not exist: a Flush or GetFlushState
+naming one answers "collection not found" (code 100, legacy CollectionNotExists) as Milvus
+does, whatever else the call names, without consuming a script.
+
 Every call is recorded (``server.calls``, ``flush_calls``, ``flush_state_calls``) with
 its metadata, its deadline, and whether the server saw the client cancel it (or its
 deadline pass) before answering; ``wait_for_calls`` and ``wait_for_cancellations`` block
@@ -281,6 +285,7 @@ class MilvusTestServer:
         self._calls: list[Call] = []
         self._scripts: dict[str, deque[Behaviour]] = {FLUSH: deque(), FLUSH_STATE: deque()}
         self._defaults: dict[str, Behaviour] = {FLUSH: ok(), FLUSH_STATE: flushed(True)}
+        self._missing: set[str] = set()
         self._waiters: set[threading.Event] = set()
         self._stopping = False
         self._server: grpc.Server | None = None
@@ -347,11 +352,17 @@ class MilvusTestServer:
             raise ValueError(f"flushed_after needs n >= 1, not {n!r}")
         self.script_flush_state(*[flushed(False)] * (n - 1), flushed(True))
 
+    def missing(self, *collection_names: str) -> None:
+        """From now on, these collections do not exist (until ``reset()``)."""
+        with self._lock:
+            self._missing.update(collection_names)
+
     def reset(self) -> None:
-        """Forget scripts and records (calls still in flight keep running)."""
+        """Forget scripts, missing collections and records (calls in flight keep running)."""
         with self._lock:
             for queue in self._scripts.values():
                 queue.clear()
+            self._missing.clear()
             self._calls = []
 
     def clear_calls(self) -> None:
@@ -412,9 +423,14 @@ class MilvusTestServer:
 
     def _serve(self, method: str, request: Any, context: grpc.ServicerContext) -> Any:
         call = self._record(method, request, context)
+        names = request.collection_names if method == FLUSH else [request.collection_name]
         with self._lock:
-            queue = self._scripts[method]
-            behaviour = queue.popleft() if queue else self._defaults[method]
+            ghost = next((name for name in names if name in self._missing), None)
+            if ghost is not None:
+                behaviour: Behaviour = status(100, 4, f"collection not found[collection={ghost}]")
+            else:
+                queue = self._scripts[method]
+                behaviour = queue.popleft() if queue else self._defaults[method]
         try:
             if not context.is_active() and not self._stopping:  # deadline passed on the way
                 self._cancelled(call, context)

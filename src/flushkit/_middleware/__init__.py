@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._chain import Middleware
+from .coalescing import CoalescingMiddleware
 from .logging import LoggingMiddleware
 from .metrics import MetricsMiddleware
 from .retry import RetryMiddleware, RetryPolicy
@@ -13,6 +14,7 @@ from .timeout import TimeoutMiddleware
 from .tracing import TracingMiddleware
 
 __all__ = [
+    "CoalescingMiddleware",
     "LoggingMiddleware",
     "MetricsMiddleware",
     "RetryMiddleware",
@@ -32,7 +34,7 @@ def default_middleware(
     retry: RetryPolicy | None = None,
 ) -> list[Middleware]:
     """The default chain, outermost first: tracing, metrics, logging, timeout, retry,
-    status translation.
+    status translation, coalescing.
 
     Pass it, edited, as ``Flusher(client, middleware=...)`` to add, replace or remove a
     middleware. ``logger`` is a structlog logger (``structlog.get_logger("flushkit")`` by
@@ -46,4 +48,5 @@ def default_middleware(
         TimeoutMiddleware(),
         RetryMiddleware(retry, logger=logger),
         StatusMiddleware(),
+        CoalescingMiddleware(),
     ]

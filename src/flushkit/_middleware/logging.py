@@ -3,10 +3,11 @@
 Events (stable names, in the ``flushkit.`` namespace):
 
 * ``flushkit.flush.succeeded`` at debug: ``collections``, ``db_name``, ``duration_s``,
-  ``segments`` (sealed segment count), ``wait``, ``persisted``, ``outcome="success"``.
+  ``segments`` (sealed segment count), ``wait``, ``persisted``, ``attempts``,
+  ``coalesced`` (the Flush RPC was shared with other calls), ``outcome="success"``.
 * ``flushkit.flush.failed`` at warning: the same request fields, plus ``error`` (the
   exception class), ``code``, ``error_code``, ``grpc_code``, ``retryable``, ``reason``,
-  ``outcome="error"``.
+  ``attempts``, ``coalesced``, ``outcome="error"``.
 * ``flushkit.flush.cancelled`` at debug, ``outcome="cancelled"``.
 
 No credential is ever a field. structlog is never configured here: the application
@@ -84,6 +85,7 @@ class LoggingMiddleware:
             segments=sum(len(ids) for ids in result.coll_segIDs.values()),
             persisted=result.persisted,
             attempts=result.attempts,
+            coalesced=result.coalesced,
             outcome="success",
         )
         return result
@@ -111,4 +113,5 @@ def _error_fields(exc: Exception) -> dict[str, Any]:
         "retryable": exc.retryable,
         "reason": exc.reason,
         "attempts": exc.attempts,
+        "coalesced": exc.coalesced,
     }

@@ -4,8 +4,12 @@ One measurement per flush call (retries included), in seconds, with the advisory
 of the database semantic conventions and the same attributes as the span:
 ``db.system.name``, ``db.operation.name``, ``db.namespace``, ``db.collection.name`` (one
 collection only), ``server.address``, ``server.port``, and on failure ``error.type`` and
-``db.response.status_code``. A cancelled flush is not measured. Only the OpenTelemetry API
-is used: the application installs the SDK, or nothing is recorded.
+``db.response.status_code``. A cancelled flush is not measured.
+
+And the counter ``flushkit.flush.coalesced`` (unit ``{call}``, the same attributes): calls
+whose Flush RPC was shared with other calls; with 64 callers served by 2 RPCs it grows by
+63 (all but the one whose RPC was its own). Only the OpenTelemetry API is used: the
+application installs the SDK, or nothing is recorded.
 """
 
 from __future__ import annotations
@@ -35,15 +39,25 @@ class MetricsMiddleware:
             description="Duration of database client operations.",
             explicit_bucket_boundaries_advisory=BUCKETS,
         )
+        self.coalesced = meter.create_counter(
+            "flushkit.flush.coalesced",
+            unit="{call}",
+            description="Flush calls whose Flush RPC was shared with other calls.",
+        )
 
     def __call__(self, request: FlushRequest) -> Flow:
         try:
             result: FlushResult = yield request
         except Exception as exc:
-            attributes = {**request_attributes(request), **error_attributes(exc)}
-            self.duration.record(time.monotonic() - request.started, attributes)
+            failed = {**request_attributes(request), **error_attributes(exc)}
+            self.duration.record(time.monotonic() - request.started, failed)
+            if getattr(exc, "coalesced", False):
+                self.coalesced.add(1, failed)
             raise
-        self.duration.record(time.monotonic() - request.started, request_attributes(request))
+        attributes = request_attributes(request)
+        self.duration.record(time.monotonic() - request.started, attributes)
+        if result.coalesced:
+            self.coalesced.add(1, attributes)
         return result
 
     def __repr__(self) -> str:

@@ -17,7 +17,9 @@ class StatusMiddleware:
     def __call__(self, request: FlushRequest) -> Flow:
         result: FlushResult = yield request
         if not result.status.ok:
-            raise error_from_status(result.status, request)
+            error = error_from_status(result.status, request)
+            error.coalesced = result.coalesced
+            raise error
         return result
 
     def __repr__(self) -> str:

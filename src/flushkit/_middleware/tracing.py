@@ -5,7 +5,8 @@ and carries ``db.system.name="milvus"``, ``db.operation.name="flush"``,
 ``db.collection.name`` (one collection only), ``db.namespace``, ``server.address`` and
 ``server.port``. On failure it records the exception, sets ``error.type`` and
 ``db.response.status_code`` and the ERROR status; a cancelled flush ends the span with its
-status unset. It covers the whole call, retries included. Only the OpenTelemetry API is
+status unset. It covers the whole call, retries included. A call whose Flush RPC was
+shared with other calls (coalescing) has ``flushkit.coalesced=true``. Only the OpenTelemetry API is
 used: the application installs the SDK, or nothing is recorded.
 """
 
@@ -23,6 +24,9 @@ from .._chain import Flow
 from .._exceptions import FlushError
 from .._models import FlushRequest, FlushResult
 from .._version import __version__
+
+#: The span attribute of a call whose Flush RPC was shared with other calls.
+COALESCED = "flushkit.coalesced"
 
 
 class TracingMiddleware:
@@ -42,9 +46,13 @@ class TracingMiddleware:
         token = context.attach(trace.set_span_in_context(span))
         try:
             result = yield request
+            if result.coalesced:
+                span.set_attribute(COALESCED, True)
         except Exception as exc:
             span.record_exception(exc)
             span.set_attributes(error_attributes(exc))
+            if getattr(exc, "coalesced", False):
+                span.set_attribute(COALESCED, True)
             span.set_status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}")
             raise
         finally:

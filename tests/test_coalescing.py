@@ -1,0 +1,384 @@
+"""Coalescing: concurrent flushes of one collection share Flush RPCs.
+
+Every test runs its callers as threads (blocking), as asyncio tasks and as trio tasks,
+against the scripted gRPC server; a slow first RPC keeps the lane busy while the others
+arrive.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import grpc
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from pymilvus import MilvusClient
+
+import flushkit
+from flushkit import _coalescing
+from flushkit.testing import abort, delay, flushed, hang, ok, status
+
+from .test_metrics import points
+from .test_telemetry import RecordingLogger
+
+CANCELLED = "cancelled"
+
+
+@dataclass
+class Caller:
+    """One concurrent flush: its names, when it starts, its flush options, and (async
+    only) a cancel scope it gives up in."""
+
+    names: str | list[str] = "docs"
+    at: float = 0.0
+    cancel_after: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    began: float = 0.0
+    ended: float = 0.0
+
+
+def run_together(runtime: str, client: Any, callers: list[Caller], **flusher_options: Any):
+    """Run every caller concurrently; their outcomes (a result, an exception or
+    CANCELLED), in order."""
+    outcomes: list[Any] = [None] * len(callers)
+    if runtime == "blocking":
+        flusher = flushkit.Flusher(client, **flusher_options)
+        barrier = threading.Barrier(len(callers))
+
+        def one(i: int, caller: Caller) -> None:
+            barrier.wait()
+            time.sleep(caller.at)
+            caller.began = time.monotonic()
+            try:
+                outcomes[i] = flusher.flush(caller.names, **caller.options)
+            except BaseException as exc:
+                outcomes[i] = exc
+            caller.ended = time.monotonic()
+
+        threads = [threading.Thread(target=one, args=(i, c)) for i, c in enumerate(callers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        return outcomes
+
+    async def main() -> None:
+        flusher = flushkit.AsyncFlusher(client, **flusher_options)
+
+        async def one(i: int, caller: Caller) -> None:
+            await anyio.sleep(caller.at)
+            caller.began = time.monotonic()
+            limit = caller.cancel_after if caller.cancel_after is not None else float("inf")
+            with anyio.move_on_after(limit) as scope:
+                try:
+                    outcomes[i] = await flusher.flush(caller.names, **caller.options)
+                except Exception as exc:
+                    outcomes[i] = exc
+            if scope.cancelled_caught:
+                outcomes[i] = CANCELLED
+            caller.ended = time.monotonic()
+
+        async with anyio.create_task_group() as tasks:
+            for i, caller in enumerate(callers):
+                tasks.start_soon(one, i, caller)
+
+    anyio.run(main, backend=runtime)
+    return outcomes
+
+
+def leader_then(n: int, **options: Any) -> list[Caller]:
+    """One caller, then ``n`` more 50 ms later while its RPC is in flight."""
+    return [Caller(options=dict(options))] + [
+        Caller(at=0.05, options=dict(options)) for _ in range(n)
+    ]
+
+
+@pytest.fixture(autouse=True)
+def _lanes_are_left_empty():
+    yield
+    deadline = time.monotonic() + 2
+    while _coalescing._lanes and time.monotonic() < deadline:  # rounds end on gRPC's thread
+        time.sleep(0.01)
+    assert _coalescing._lanes == {}
+
+
+def test_64_simultaneous_flushes_send_at_most_two_rpcs(fake, client, runtime):
+    fake.script_flush(delay(0.3))  # the first RPC is still in flight when the rest arrive
+    outcomes = run_together(runtime, client, [Caller() for _ in range(64)])
+    assert all(isinstance(o, flushkit.FlushResult) for o in outcomes), outcomes
+    assert len(fake.flush_calls) == 2
+    assert all(o.coll_segIDs == {"docs": (1001, 1002)} for o in outcomes)
+    assert sum(o.coalesced for o in outcomes) == 63  # all but the first caller's own RPC
+
+
+def test_a_call_joins_only_an_rpc_sent_after_it_began(fake, client, runtime):
+    fake.script_flush(delay(0.3), delay(0.3))
+    callers = [Caller(), Caller(at=0.1), Caller(at=0.4)]  # the 3rd arrives during the 2nd RPC
+    outcomes = run_together(runtime, client, callers)
+    assert all(isinstance(o, flushkit.FlushResult) for o in outcomes), outcomes
+    _, second, third = fake.flush_calls
+    assert second.started >= callers[1].began
+    assert third.started >= callers[2].began and third.started >= second.ended
+    assert [o.coalesced for o in outcomes] == [False, False, False]  # nobody shared
+
+
+def test_callers_that_arrive_during_an_rpc_share_the_next(fake, client, runtime):
+    fake.script_flush(delay(0.3))
+    outcomes = run_together(runtime, client, leader_then(5))
+    assert len(fake.flush_calls) == 2
+    assert [o.coalesced for o in outcomes] == [False] + [True] * 5
+    assert all(o.elapsed > 0.2 for o in outcomes[1:])  # their own time, the wait included
+
+
+def test_a_caller_that_times_out_does_not_fail_or_cancel_the_shared_rpc(fake, client, runtime):
+    fake.script_flush(delay(0.3), delay(0.3))
+    callers = [Caller(), Caller(at=0.05, options={"timeout": 0.45}), Caller(at=0.05)]
+    _, quitter, stayer = run_together(runtime, client, callers)
+    assert isinstance(quitter, flushkit.FlushTimeoutError)
+    assert 0.4 <= callers[1].ended - callers[1].began < 0.6  # its own deadline, not later
+    assert isinstance(stayer, flushkit.FlushResult) and stayer.coalesced
+    assert len(fake.flush_calls) == 2 and not fake.flush_calls[1].cancelled
+
+
+@pytest.mark.parametrize("runtime", ["asyncio", "trio"])
+def test_a_cancelled_caller_does_not_cancel_the_shared_rpc(fake, client, runtime):
+    fake.script_flush(delay(0.3), delay(0.3))
+    callers = [Caller(), Caller(at=0.05, cancel_after=0.4), Caller(at=0.05)]
+    _, quitter, stayer = run_together(runtime, client, callers)
+    assert quitter == CANCELLED
+    assert callers[1].ended - callers[1].began < 0.55
+    assert isinstance(stayer, flushkit.FlushResult) and stayer.coalesced
+    assert len(fake.flush_calls) == 2 and not fake.flush_calls[1].cancelled
+
+
+def test_the_shared_rpc_is_cancelled_once_every_caller_left(fake, client, runtime):
+    fake.script_flush(delay(0.3), hang())
+    quick = {"timeout": 0.5}
+    callers = [Caller(), Caller(at=0.05, options=quick), Caller(at=0.05, options=quick)]
+    outcomes = run_together(runtime, client, callers)
+    assert isinstance(outcomes[0], flushkit.FlushResult)
+    assert all(isinstance(o, flushkit.FlushTimeoutError) for o in outcomes[1:])
+    assert fake.wait_for_cancellations(1)
+    assert fake.flush_calls[1].cancelled
+
+
+def test_a_missing_collection_fails_only_the_callers_that_named_it(fake, client, runtime):
+    fake.missing("ghost")
+    fake.script_flush(delay(0.3), delay(0.3))
+    callers = [
+        Caller("docs"),
+        Caller(["docs", "ghost"], at=0.05),
+        Caller("ghost", at=0.05),
+        Caller("docs", at=0.05),
+        Caller(["images", "docs"], at=0.05),
+    ]
+    lead, both, ghost, docs, images_docs = run_together(runtime, client, callers)
+    assert isinstance(both, flushkit.CollectionNotFoundError)
+    assert isinstance(ghost, flushkit.CollectionNotFoundError)
+    assert both is not ghost
+    assert lead.coll_segIDs.keys() == {"docs"}
+    assert docs.coll_segIDs.keys() == {"docs"}
+    assert images_docs.coll_segIDs.keys() == {"images", "docs"}  # each caller's own
+
+
+def test_a_failed_shared_rpc_gives_each_caller_its_own_error(fake, client, runtime):
+    fake.script_flush(delay(0.3), delay(0.2, status(65535, 1, "boom")))
+    outcomes = run_together(runtime, client, leader_then(3))
+    assert isinstance(outcomes[0], flushkit.FlushResult)
+    errors = outcomes[1:]
+    assert all(isinstance(e, flushkit.ServerError) and e.coalesced for e in errors)
+    assert len({id(e) for e in errors}) == 3
+    assert all(e.reason == "boom" for e in errors)
+
+
+def test_a_grpc_failure_of_the_shared_rpc_is_a_typed_error(fake, client, runtime):
+    fake.script_flush(delay(0.3), delay(0.1, abort(grpc.StatusCode.INTERNAL, "kaput")))
+    outcomes = run_together(runtime, client, leader_then(2))
+    assert all(
+        isinstance(e, flushkit.ServerError) and e.grpc_code == "INTERNAL" for e in outcomes[1:]
+    )
+
+
+def test_retryable_failures_of_the_shared_rpc_are_retried_together(fake, client, runtime):
+    limited = status(8, 49, "rate limit exceeded", retriable=True)
+    fake.script_flush(delay(0.3), limited)
+    policy = flushkit.RetryPolicy(initial=0.05, jitter=0)
+    chain = flushkit.default_middleware(retry=policy)
+    outcomes = run_together(runtime, client, leader_then(4), middleware=chain)
+    assert all(isinstance(o, flushkit.FlushResult) for o in outcomes), outcomes
+    assert all(o.attempts == 2 for o in outcomes[1:])
+    assert len(fake.flush_calls) <= 4  # the four retried together, in at most two RPCs
+
+
+def test_waiting_callers_share_the_wait(fake, client, runtime):
+    fake.script_flush(delay(0.3))
+    outcomes = run_together(runtime, client, leader_then(8, wait=True))
+    assert all(o.persisted for o in outcomes), outcomes
+    assert len(fake.flush_calls) == 2
+    assert len(fake.flush_state_calls) == 2  # one poll for the leader, one for the eight
+
+
+def test_the_shared_wait_polls_until_persisted(fake, client, runtime):
+    fake.script_flush(delay(0.3))
+    fake.script_flush_state(flushed(True), flushed(False), flushed(False), flushed(True))
+    outcomes = run_together(runtime, client, leader_then(4, wait=True))
+    assert all(o.persisted for o in outcomes), outcomes
+    assert len(fake.flush_state_calls) == 4
+
+
+def test_callers_that_do_not_wait_are_answered_at_the_flush(fake, client, runtime):
+    fake.script_flush(delay(0.3))
+    fake.script_flush_state(delay(0.4, flushed(True)))  # the shared wait's poll
+    callers = [Caller(), Caller(at=0.05), Caller(at=0.05, options={"wait": True})]
+    _, quick, waiter = run_together(runtime, client, callers)
+    assert not quick.persisted and waiter.persisted
+    assert quick.coalesced and waiter.coalesced
+    assert callers[2].ended - callers[1].ended > 0.3
+
+
+def test_a_waiter_that_times_out_leaves_the_others_waiting(fake, client, runtime):
+    fake.script_flush(delay(0.3))
+    fake.script_flush_state(delay(0.5, flushed(True)))  # the shared wait's poll
+    callers = [
+        Caller(),
+        Caller(at=0.05, options={"wait": True, "timeout": 0.6}),
+        Caller(at=0.05, options={"wait": True}),
+    ]
+    _, quitter, stayer = run_together(runtime, client, callers)
+    assert isinstance(quitter, flushkit.FlushTimeoutError)
+    assert stayer.persisted
+    assert not fake.flush_state_calls[-1].cancelled
+
+
+def test_coalescing_is_removable(fake, client, runtime):
+    fake.script_flush(*[delay(0.1)] * 8)
+    chain = [
+        m for m in flushkit.default_middleware() if not isinstance(m, flushkit.CoalescingMiddleware)
+    ]
+    outcomes = run_together(runtime, client, [Caller() for _ in range(8)], middleware=chain)
+    assert all(isinstance(o, flushkit.FlushResult) and not o.coalesced for o in outcomes)
+    assert len(fake.flush_calls) == 8
+
+
+def test_several_collections_without_contention_are_one_rpc(fake, client, runtime):
+    outcomes = run_together(runtime, client, [Caller(["a", "b", "c"])])
+    assert outcomes[0].coll_segIDs.keys() == {"a", "b", "c"}
+    (call,) = fake.flush_calls
+    assert list(call.request.collection_names) == ["a", "b", "c"]
+
+
+def test_calls_with_other_credentials_never_share(fake, runtime):
+    fake.script_flush(delay(0.3))
+    alice = MilvusClient(uri=fake.uri, token="alice:secret")
+    bob = MilvusClient(uri=fake.uri, token="bob:secret")
+    try:
+        first = run_together(runtime, alice, [Caller()])
+        assert isinstance(first[0], flushkit.FlushResult)
+        fake.reset()
+        fake.script_flush(delay(0.3))
+        flushers = [flushkit.Flusher(alice), flushkit.Flusher(bob)]
+        outcomes: list[Any] = [None, None, None]
+
+        def call(i: int, flusher: flushkit.Flusher, at: float) -> None:
+            time.sleep(at)
+            outcomes[i] = flusher.flush("docs")
+
+        threads = [
+            threading.Thread(target=call, args=(0, flushers[0], 0.0)),
+            threading.Thread(target=call, args=(1, flushers[0], 0.05)),
+            threading.Thread(target=call, args=(2, flushers[1], 0.05)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        tokens = [c.metadata.get("authorization") for c in fake.flush_calls]
+        assert len(tokens) == 3  # bob's flush did not ride on alice's credential
+        assert len(set(tokens)) == 2
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_threads_and_event_loops_share_one_round(fake, client):
+    fake.script_flush(delay(0.4))
+    flusher = flushkit.Flusher(client)
+    async_flusher = flushkit.AsyncFlusher(client)
+    outcomes: list[Any] = []
+
+    def blocking(at: float) -> None:
+        time.sleep(at)
+        outcomes.append(flusher.flush("docs"))
+
+    def in_loop(backend: str) -> None:
+        async def main() -> None:
+            await anyio.sleep(0.1)
+            async with anyio.create_task_group() as tasks:
+                for _ in range(4):
+                    tasks.start_soon(lambda: _append(outcomes, async_flusher))
+
+        anyio.run(main, backend=backend)
+
+    threads = [threading.Thread(target=blocking, args=(0.0,))]
+    threads += [threading.Thread(target=blocking, args=(0.1,)) for _ in range(4)]
+    threads += [threading.Thread(target=in_loop, args=(b,)) for b in ("asyncio", "trio")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(outcomes) == 13
+    assert len(fake.flush_calls) == 2
+    assert sum(o.coalesced for o in outcomes) == 12
+
+
+async def _append(outcomes: list[Any], flusher: flushkit.AsyncFlusher) -> None:
+    outcomes.append(await flusher.flush("docs"))
+
+
+def test_logs_spans_and_metrics_say_when_a_call_was_coalesced(fake, client, runtime, spans):
+    reader = InMemoryMetricReader()
+    logger = RecordingLogger()
+    chain = flushkit.default_middleware(
+        logger=logger,
+        tracer_provider=spans.provider,
+        meter_provider=MeterProvider(metric_readers=[reader]),
+    )
+    fake.script_flush(delay(0.3))
+    outcomes = run_together(runtime, client, leader_then(3), middleware=chain)
+    assert [o.coalesced for o in outcomes] == [False, True, True, True]
+    logged = [
+        fields["coalesced"] for _, event, fields in logger.events if event.endswith("succeeded")
+    ]
+    assert sorted(logged) == [False, True, True, True]
+    marked = [s.attributes.get("flushkit.coalesced", False) for s in spans.get_finished_spans()]
+    assert sorted(marked) == [False, True, True, True]
+    counter = points(reader)["flushkit.flush.coalesced"]
+    assert counter.unit == "{call}"
+    (point,) = counter.data.data_points
+    assert point.value == 3
+    assert point.attributes["db.collection.name"] == "docs"
+
+
+def test_failed_coalesced_calls_are_logged_and_counted(fake, client, runtime):
+    reader = InMemoryMetricReader()
+    logger = RecordingLogger()
+    chain = flushkit.default_middleware(
+        logger=logger, meter_provider=MeterProvider(metric_readers=[reader])
+    )
+    fake.script_flush(delay(0.3), status(65535, 1, "boom"))
+    run_together(runtime, client, leader_then(2), middleware=chain)
+    failed = [fields for _, event, fields in logger.events if event.endswith("failed")]
+    assert [f["coalesced"] for f in failed] == [True, True]
+    (point,) = points(reader)["flushkit.flush.coalesced"].data.data_points
+    assert point.value == 2 and point.attributes["error.type"] == "flushkit.ServerError"
+
+
+def test_ok_results_of_a_shared_round_are_the_servers(fake, client, runtime):
+    fake.script_flush(delay(0.3), ok({"docs": [7, 8, 9]}))
+    outcomes = run_together(runtime, client, leader_then(2))
+    assert [o.coll_segIDs["docs"] for o in outcomes] == [(1001, 1002), (7, 8, 9), (7, 8, 9)]
