@@ -27,6 +27,8 @@ class Standalone:
     uri: str
     port: int
     token: str
+    #: The server's Prometheus metrics: ``http://127.0.0.1:<metrics_port>/metrics``.
+    metrics_port: int = 0
 
 
 @contextlib.contextmanager
@@ -54,6 +56,7 @@ def standalone(
             uri=f"http://127.0.0.1:{server.listen_port}",
             port=int(server.listen_port),
             token=ROOT_TOKEN if authorization else "",
+            metrics_port=int(server.webservice_port),
         )
     finally:
         server.stop()
