@@ -199,3 +199,59 @@ def test_the_servers_flush_rate_limit_is_rate_limited_and_retryable(throttled, r
     assert caught.value.code == 8
     assert caught.value.error_code == "RateLimit"
     assert "rate limit exceeded" in caught.value.reason
+
+
+def _benchmark(name: str):
+    """A module of benchmarks/, imported by path."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"flushkit_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def rate_bench():
+    return _benchmark("coalescing_rate_limit")
+
+
+@pytest.fixture
+def limited(milvus_servers, rate_bench):
+    """A server that admits one Flush a second (two back to back), behind a proxy that
+    counts Flush RPCs and rate-limited answers."""
+    server = milvus_servers.get(**rate_bench.RATE_LIMIT)
+    with rate_bench.CountingProxy(server.uri.removeprefix("http://")) as proxy:
+        client = MilvusClient(uri=proxy.uri)
+        if not client.has_collection(rate_bench.COLLECTION):
+            client.create_collection(rate_bench.COLLECTION, dimension=4)
+        client.insert(rate_bench.COLLECTION, [{"id": 1, "vector": [0.1, 0.2, 0.3, 0.4]}])
+        rate_bench.refill(2.5)  # a full token bucket
+        proxy.take()
+        yield client, proxy
+        client.close()
+
+
+def test_64_callers_share_two_flushes_under_the_servers_rate_limit(limited, rate_bench, runtime):
+    client, proxy = limited
+    outcomes = rate_bench.run_flushkit(client, 64, runtime)  # wait=True, like pymilvus
+    report = rate_bench.summary(outcomes, proxy.take())
+    assert report["errors"] == {}
+    assert report["rate_limited_answers"] == 0
+    assert report["flush_rpcs"] <= 2
+    assert report["retried_calls"] == 0
+    assert report["coalesced_calls"] >= 62
+    assert all(result.persisted for _, result in outcomes)
+
+
+def test_the_same_load_through_pymilvus_meets_the_rate_limit(limited, rate_bench):
+    client, proxy = limited
+    outcomes = rate_bench.run_pymilvus(client, 64, timeout=3.0)
+    report = rate_bench.summary(outcomes, proxy.take())
+    assert report["flush_rpcs"] > 2
+    assert report["rate_limited_answers"] > 0

@@ -1,0 +1,249 @@
+"""64 concurrent flushes of one collection on a rate-limited real server: flushkit vs pymilvus.
+
+Starts the embedded Milvus 2.3.5 standalone server (the ``milvus`` package) with its flush
+rate limit on: ``quotaAndLimits.flushRate.enabled=true`` and ``flushRate.max=1`` (one
+Flush per second; its token bucket admits two back to back, then one a second). Milvus
+2.3.9 and newer also limit each collection, by default to one Flush every 10 s
+(``flushRate.collection.max=0.1``); 2.3.5 has only the server-wide limit used here.
+
+Both clients reach the server through a counting gRPC proxy on loopback
+(:class:`CountingProxy`): it forwards every RPC byte for byte and counts the Flush RPCs
+and the ones the server answered "rate limit exceeded" (code 8 / RateLimit).
+
+Each round, after fresh rows are inserted and the token bucket has refilled:
+
+* flushkit: 64 callers flush the collection at once (threads for the blocking
+  ``Flusher``, tasks under asyncio and under trio for ``AsyncFlusher``), default chain;
+* pymilvus: 64 threads call ``MilvusClient.flush`` at once (its default retries on rate
+  limiting, ``timeout=--pymilvus-timeout`` each).
+
+Reports per run: errors by type, Flush RPCs sent, rate-limited answers, coalesced calls,
+and the median and slowest call, as JSON with ``--json``.
+
+    python benchmarks/coalescing_rate_limit.py [--rounds 2] [--callers 64] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import anyio
+import grpc
+import structlog
+from pymilvus import MilvusClient
+from pymilvus.grpc_gen import milvus_pb2
+
+import flushkit
+from flushkit._standalone import standalone
+
+RATE_LIMIT = {"quotaAndLimits.flushRate.enabled": "true", "quotaAndLimits.flushRate.max": "1"}
+COLLECTION = "events"
+_HOP_BY_HOP = {"user-agent", "content-type", "te", "grpc-timeout"}
+
+
+class CountingProxy:
+    """A gRPC proxy on loopback that forwards every unary RPC to ``target`` unchanged and
+    counts Flush RPCs and their rate-limited answers."""
+
+    def __init__(self, target: str) -> None:
+        self._channel = grpc.insecure_channel(target)
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=300))
+        self._server.add_generic_rpc_handlers([_Forwarder(self)])
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self.uri = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> CountingProxy:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.stop(grace=0).wait(5)
+        self._channel.close()
+
+    def take(self) -> Counter[str]:
+        """The counts since the last take."""
+        with self._lock:
+            counts, self.counts = self.counts, Counter()
+        return counts
+
+    def _forward(self, method: str, request: bytes, context: grpc.ServicerContext) -> bytes:
+        metadata = [(k, v) for k, v in context.invocation_metadata() if k not in _HOP_BY_HOP]
+        remaining = context.time_remaining()
+        timeout = None if remaining is None or remaining > 1e6 else remaining
+        try:
+            response: bytes = self._channel.unary_unary(method)(
+                request, metadata=metadata, timeout=timeout
+            )
+        except grpc.RpcError as exc:
+            context.abort(exc.code(), exc.details() or "")
+        if method.endswith("/Flush"):
+            status = milvus_pb2.FlushResponse.FromString(response).status
+            with self._lock:
+                self.counts["flush_rpcs"] += 1
+                if status.code == 8 or status.error_code == 49:
+                    self.counts["rate_limited"] += 1
+        return response
+
+
+class _Forwarder(grpc.GenericRpcHandler):
+    def __init__(self, proxy: CountingProxy) -> None:
+        self._proxy = proxy
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        method = details.method
+
+        def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
+            return self._proxy._forward(method, request, context)
+
+        return grpc.unary_unary_rpc_method_handler(handle)
+
+
+def at_once(callers: int, call: Callable[[], Any], runtime: str = "blocking") -> list[Any]:
+    """Run ``call`` from ``callers`` threads (or tasks) released together; each outcome
+    is ``(seconds, result or exception)``."""
+    outcomes: list[Any] = []
+
+    def timed() -> tuple[float, Any]:
+        began = time.perf_counter()
+        try:
+            outcome = call()
+        except Exception as exc:
+            outcome = exc
+        return time.perf_counter() - began, outcome
+
+    if runtime == "blocking":
+        barrier = threading.Barrier(callers)
+
+        def one() -> None:
+            barrier.wait()
+            outcomes.append(timed())
+
+        threads = [threading.Thread(target=one) for _ in range(callers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return outcomes
+
+    async def main() -> None:
+        async def one() -> None:
+            began = time.perf_counter()
+            try:
+                outcome = await call()
+            except Exception as exc:
+                outcome = exc
+            outcomes.append((time.perf_counter() - began, outcome))
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(callers):
+                tasks.start_soon(one)
+
+    anyio.run(main, backend=runtime)
+    return outcomes
+
+
+def summary(outcomes: list[Any], counts: Counter[str]) -> dict[str, Any]:
+    errors = Counter(type(o).__name__ for _, o in outcomes if isinstance(o, Exception))
+    seconds = sorted(s for s, _ in outcomes)
+    results = [o for _, o in outcomes if isinstance(o, flushkit.FlushResult)]
+    return {
+        "callers": len(outcomes),
+        "errors": dict(errors),
+        "flush_rpcs": counts["flush_rpcs"],
+        "rate_limited_answers": counts["rate_limited"],
+        "coalesced_calls": sum(r.coalesced for r in results),
+        "retried_calls": sum(r.attempts > 1 for r in results),
+        "median_ms": round(statistics.median(seconds) * 1000, 1),
+        "max_ms": round(seconds[-1] * 1000, 1),
+    }
+
+
+def run_flushkit(client: MilvusClient, callers: int, runtime: str) -> list[Any]:
+    if runtime == "blocking":
+        flusher = flushkit.Flusher(client, timeout=30.0)
+        return at_once(callers, lambda: flusher.flush(COLLECTION, wait=True))
+    async_flusher = flushkit.AsyncFlusher(client, timeout=30.0)
+    return at_once(callers, lambda: async_flusher.flush(COLLECTION, wait=True), runtime)
+
+
+def run_pymilvus(client: MilvusClient, callers: int, timeout: float) -> list[Any]:
+    return at_once(callers, lambda: client.flush(COLLECTION, timeout=timeout))
+
+
+def refill(seconds: float = 3.0) -> None:
+    """Let the server's token bucket fill up again between runs."""
+    time.sleep(seconds)
+
+
+def measure(uri: str, *, rounds: int, callers: int, pymilvus_timeout: float) -> dict[str, Any]:
+    """Run every variant ``rounds`` times against the server at ``uri``."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    with CountingProxy(uri.removeprefix("http://")) as proxy:
+        client = MilvusClient(uri=proxy.uri)
+        try:
+            if not client.has_collection(COLLECTION):
+                client.create_collection(COLLECTION, dimension=4)
+            for round_ in range(rounds):
+                for variant in (
+                    "flushkit-blocking",
+                    "flushkit-asyncio",
+                    "flushkit-trio",
+                    "pymilvus",
+                ):
+                    rows = [
+                        {"id": round_ * 1000 + i, "vector": [0.1, 0.2, 0.3, 0.4]}
+                        for i in range(100)
+                    ]
+                    client.insert(COLLECTION, rows)
+                    refill()
+                    proxy.take()
+                    if variant == "pymilvus":
+                        outcomes = run_pymilvus(client, callers, pymilvus_timeout)
+                    else:
+                        outcomes = run_flushkit(client, callers, variant.split("-")[1])
+                    runs.setdefault(variant, []).append(summary(outcomes, proxy.take()))
+                    print(variant, runs[variant][-1], file=sys.stderr)
+        finally:
+            client.close()
+    return {"rate_limit": RATE_LIMIT, "callers": callers, "runs": runs}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--callers", type=int, default=64)
+    parser.add_argument("--pymilvus-timeout", type=float, default=10.0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+    with tempfile.TemporaryDirectory() as base, standalone(Path(base), **RATE_LIMIT) as server:
+        report = measure(
+            server.uri,
+            rounds=args.rounds,
+            callers=args.callers,
+            pymilvus_timeout=args.pymilvus_timeout,
+        )
+    text = json.dumps(report, indent=2)
+    if args.json:
+        args.json.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
