@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import heapq
 import itertools
 import threading
@@ -282,9 +283,26 @@ class _Round:
                 abandoned = self.abandoned
             if abandoned:
                 future.cancel()
-            future.add_done_callback(lambda done: _guarded(then, *_answer_of(done, call)))
+            future.add_done_callback(functools.partial(self._answered, call, then))
             return
         then(None, error if error is not None else ClientClosedError("no open client"))
+
+    def _answered(
+        self, call: Call, then: Callable[[Any, BaseException | None], None], future: Any
+    ) -> None:
+        """gRPC's callback: hand the answer on; a flushkit bug here fails the callers
+        instead of leaving them waiting."""
+        try:
+            then(*_answer_of(future, call))
+        except BaseException as exc:  # pragma: no cover - a bug
+            self._finish(exc)
+
+    def _resume(self) -> None:
+        """The timer's callback after a pause of the shared wait."""
+        try:
+            self._step(None, None)
+        except BaseException as exc:  # pragma: no cover - a bug
+            self._finish(exc)
 
     def _flushed(self, response: Any, error: BaseException | None) -> None:
         self.lane.release()  # the next round may go while this one waits or answers
@@ -320,7 +338,7 @@ class _Round:
         except BaseException as exc:
             return self._finish(exc)
         if isinstance(effect, Pause):
-            _timer.after(effect.seconds, lambda: _guarded(self._step, None, None))
+            _timer.after(effect.seconds, self._resume)
         else:
             assert self._sender is not None
             self._perform(effect, self._step, [self._sender])
@@ -357,16 +375,6 @@ def _answer_of(future: Any, call: Call) -> tuple[Any, BaseException | None]:
         return None, None
     except grpc.RpcError as exc:
         return None, error_from_rpc(exc, call)
-
-
-def _guarded(function: Callable[..., None], *args: Any) -> None:
-    """Run a round's step from a callback; a bug must not leave callers waiting forever."""
-    try:
-        function(*args)
-    except BaseException as exc:  # pragma: no cover - a flushkit bug
-        round_ = getattr(function, "__self__", None)
-        if isinstance(round_, _Round):
-            round_._finish(exc)
 
 
 class _Timer:
