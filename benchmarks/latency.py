@@ -91,6 +91,8 @@ class Setup:
         )
         self.quiet = flushkit.default_middleware()
         self.full = flushkit.default_middleware(logger=full_logger, tracer_provider=provider)
+        #: The quiet chain without coalescing: one RPC per call, like the bare variants.
+        self.alone = [m for m in self.quiet if not isinstance(m, flushkit.CoalescingMiddleware)]
 
     def bare_call(self) -> object:
         return self.bare(self.request, timeout=60.0, metadata=self.metadata)
@@ -225,11 +227,13 @@ def throughput(setup: Setup, concurrency: int, seconds: float) -> dict[str, floa
                 tg.start_soon(worker)
         return count / seconds
 
+    alone = flushkit.Flusher(setup.client, middleware=setup.alone)
     quiet = flushkit.Flusher(setup.client, middleware=setup.quiet)
     results["blocking threads, bare"] = threads(setup.bare_call)
-    results["blocking threads, flushkit"] = threads(lambda: quiet.flush(COLLECTION))
+    results["blocking threads, flushkit"] = threads(lambda: alone.flush(COLLECTION))
+    results["blocking threads, flushkit coalescing"] = threads(lambda: quiet.flush(COLLECTION))
 
-    async def asyncio_main() -> tuple[float, float]:
+    async def asyncio_main() -> tuple[float, float, float]:
         async with grpc.aio.insecure_channel(setup.address) as channel:
             bare = channel.unary_unary(
                 FLUSH,
@@ -237,18 +241,28 @@ def throughput(setup: Setup, concurrency: int, seconds: float) -> dict[str, floa
                 response_deserializer=milvus_pb2.FlushResponse.FromString,
             )
             aio = await tasks(lambda: bare(setup.request, timeout=60.0, metadata=setup.metadata))
-            async with flushkit.AsyncFlusher(setup.client, middleware=setup.quiet) as flusher:
-                return aio, await tasks(lambda: flusher.flush(COLLECTION))
+            async with (
+                flushkit.AsyncFlusher(setup.client, middleware=setup.alone) as one,
+                flushkit.AsyncFlusher(setup.client, middleware=setup.quiet) as shared,
+            ):
+                alone_rate = await tasks(lambda: one.flush(COLLECTION))
+                return aio, alone_rate, await tasks(lambda: shared.flush(COLLECTION))
 
-    aio, flushkit_asyncio = anyio.run(asyncio_main)
+    aio, flushkit_asyncio, coalescing_asyncio = anyio.run(asyncio_main)
     results["asyncio, bare grpc.aio"] = aio
     results["asyncio, flushkit"] = flushkit_asyncio
+    results["asyncio, flushkit coalescing"] = coalescing_asyncio
 
-    async def trio_main() -> float:
-        flusher = flushkit.AsyncFlusher(setup.client, middleware=setup.quiet)
-        return await tasks(lambda: flusher.flush(COLLECTION))
+    async def trio_main() -> tuple[float, float]:
+        one = flushkit.AsyncFlusher(setup.client, middleware=setup.alone)
+        shared = flushkit.AsyncFlusher(setup.client, middleware=setup.quiet)
+        return await tasks(lambda: one.flush(COLLECTION)), await tasks(
+            lambda: shared.flush(COLLECTION)
+        )
 
-    results["trio, flushkit"] = anyio.run(trio_main, backend="trio")
+    results["trio, flushkit"], results["trio, flushkit coalescing"] = anyio.run(
+        trio_main, backend="trio"
+    )
     return results
 
 

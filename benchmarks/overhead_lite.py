@@ -11,6 +11,8 @@ Variants:
   pymilvus    pymilvus's own stub (its interceptors), no retry decorator or waiting
   flushkit    Flusher with the default chain (structlog filtering below WARNING, no
               OpenTelemetry SDK: the quiet production set-up)
+  no-coalesce Flusher with the default chain minus CoalescingMiddleware: what
+              coalescing costs a call that has no one to share with
   no-chain    Flusher with an empty chain: the facade and transport alone
 """
 
@@ -50,10 +52,15 @@ def variants(client: MilvusClient) -> dict[str, Callable[[], object]]:
     pymilvus_stub = client._handler._stub
     flusher = flushkit.Flusher(client, timeout=10.0)
     bare_flusher = flushkit.Flusher(client, timeout=10.0, middleware=[])
+    alone = [
+        m for m in flushkit.default_middleware() if not isinstance(m, flushkit.CoalescingMiddleware)
+    ]
+    alone_flusher = flushkit.Flusher(client, timeout=10.0, middleware=alone)
     return {
         "bare": lambda: bare_stub(request, timeout=10.0, metadata=metadata),
         "pymilvus": lambda: pymilvus_stub.Flush(request, timeout=10.0, metadata=metadata),
         "flushkit": lambda: flusher.flush(COLLECTION),
+        "no-coalesce": lambda: alone_flusher.flush(COLLECTION),
         "no-chain": lambda: bare_flusher.flush(COLLECTION, timeout=10.0),
     }
 
