@@ -207,12 +207,12 @@ def test_a_grpc_failure_of_the_shared_rpc_is_a_typed_error(fake, client, runtime
 def test_retryable_failures_of_the_shared_rpc_are_retried_together(fake, client, runtime):
     limited = status(8, 49, "rate limit exceeded", retriable=True)
     fake.script_flush(delay(0.3), limited)
-    policy = flushkit.RetryPolicy(initial=0.05, jitter=0)
+    policy = flushkit.RetryPolicy(initial=0.1, jitter=1.0)  # jitter, but not for them
     chain = flushkit.default_middleware(retry=policy)
-    outcomes = run_together(runtime, client, leader_then(4), middleware=chain)
+    outcomes = run_together(runtime, client, leader_then(16), middleware=chain)
     assert all(isinstance(o, flushkit.FlushResult) for o in outcomes), outcomes
     assert all(o.attempts == 2 for o in outcomes[1:])
-    assert len(fake.flush_calls) <= 4  # the four retried together, in at most two RPCs
+    assert len(fake.flush_calls) <= 4  # the 16 retried together, in at most two RPCs
 
 
 def test_waiting_callers_share_the_wait(fake, client, runtime):
@@ -382,3 +382,15 @@ def test_ok_results_of_a_shared_round_are_the_servers(fake, client, runtime):
     fake.script_flush(delay(0.3), ok({"docs": [7, 8, 9]}))
     outcomes = run_together(runtime, client, leader_then(2))
     assert [o.coll_segIDs["docs"] for o in outcomes] == [(1001, 1002), (7, 8, 9), (7, 8, 9)]
+
+
+def test_a_middleware_can_keep_one_call_out_of_coalescing(fake, client, runtime):
+    def alone(request):
+        result = yield request.replace(coalesce=False)
+        return result
+
+    fake.script_flush(*[delay(0.1)] * 6)
+    chain = [*flushkit.default_middleware(), alone]
+    outcomes = run_together(runtime, client, [Caller() for _ in range(6)], middleware=chain)
+    assert all(isinstance(o, flushkit.FlushResult) and not o.coalesced for o in outcomes)
+    assert len(fake.flush_calls) == 6

@@ -68,3 +68,12 @@ def test_timeout_too_short_for_the_call_raises_flush_timeout(lite):
     flusher = flushkit.Flusher(lite, timeout=1e-9)
     with pytest.raises(flushkit.FlushTimeoutError):
         flusher.flush("docs")
+
+
+def test_concurrent_flushes_coalesce(lite, runtime):
+    from .test_coalescing import Caller, run_together
+
+    callers = [Caller("docs", options={"wait": True, "timeout": 10.0}) for _ in range(32)]
+    outcomes = run_together(runtime, lite, callers)
+    assert all(isinstance(o, flushkit.FlushResult) and o.persisted for o in outcomes), outcomes
+    assert sum(o.coalesced for o in outcomes) >= 16  # 32 callers released together

@@ -146,3 +146,11 @@ def test_retry_is_removable(fake, runtime, client):
     with pytest.raises(flushkit.RateLimitedError):
         flush_in(runtime, client, middleware=without)("docs")
     assert len(fake.flush_calls) == 1
+
+
+def test_a_coalesced_failure_is_retried_after_the_full_backoff_without_jitter():
+    policy = flushkit.RetryPolicy(initial=1.0, jitter=0.5)
+    shared = error()
+    shared.coalesced = True
+    assert policy.pause_after(1, shared, None, 0.999) == 1.0
+    assert policy.pause_after(1, shared, None, 0.0) == 1.0

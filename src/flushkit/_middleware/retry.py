@@ -29,7 +29,10 @@ class RetryPolicy:
 
     ``attempts`` counts every try, the first included. The pause before try ``n + 1`` is
     ``min(initial * multiplier ** (n - 1), maximum)``, scaled by a random factor in
-    ``[1 - jitter, 1]`` so that callers failing together do not retry together.
+    ``[1 - jitter, 1]`` so that callers failing together do not retry together, except
+    after a coalesced failure (``error.coalesced``): the callers that shared the failed RPC
+    pause the full backoff and retry together, to share one RPC again rather than send
+    one each.
     """
 
     attempts: int = 3
@@ -60,7 +63,7 @@ class RetryPolicy:
         if not (isinstance(error, FlushError) and error.retryable) or attempt >= self.attempts:
             return None
         backoff = min(self.initial * self.multiplier ** (attempt - 1), self.maximum)
-        pause = backoff * (1 - self.jitter * chance)
+        pause = backoff if error.coalesced else backoff * (1 - self.jitter * chance)
         if remaining is not None and pause >= remaining:
             return None
         return pause
