@@ -7,6 +7,7 @@ arrive.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -394,3 +395,53 @@ def test_a_middleware_can_keep_one_call_out_of_coalescing(fake, client, runtime)
     outcomes = run_together(runtime, client, [Caller() for _ in range(6)], middleware=chain)
     assert all(isinstance(o, flushkit.FlushResult) and not o.coalesced for o in outcomes)
     assert len(fake.flush_calls) == 6
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_many_overlapping_calls_keep_every_promise(fake, client, runtime, seed):
+    """Randomised: callers of overlapping collection sets, with and without waiting, with
+    tight and loose budgets, against a slow, sometimes failing server."""
+    import random
+
+    rng = random.Random(seed)
+    fake.missing("ghost")
+    fake.script_flush(
+        *[
+            rng.choice(
+                [delay(rng.uniform(0.02, 0.1))] * 6
+                + [status(8, 49, "rate limit exceeded", retriable=True), status(65535, 1, "x")]
+            )
+            for _ in range(200)
+        ]
+    )
+    fake.script_flush_state(*[rng.choice([flushed(True), flushed(False)]) for _ in range(200)])
+    names = ["a", "b", "c", "ghost"]
+    callers = [
+        Caller(
+            sorted(rng.sample(names, rng.choice([1, 1, 2]))),
+            at=rng.uniform(0, 0.3),
+            options={"timeout": rng.choice([0.15, 0.4, 5.0]), "wait": rng.random() < 0.3},
+        )
+        for _ in range(48)
+    ]
+    policy = flushkit.RetryPolicy(initial=0.02)
+    outcomes = run_together(
+        runtime, client, callers, middleware=flushkit.default_middleware(retry=policy)
+    )
+    for caller, outcome in zip(callers, outcomes, strict=True):
+        assert isinstance(outcome, flushkit.FlushResult | flushkit.FlushError), outcome
+        assert caller.ended - caller.began < caller.options["timeout"] + 0.1
+        if isinstance(outcome, flushkit.FlushResult):
+            assert set(outcome.coll_segIDs) == set(caller.names)
+            assert outcome.persisted == caller.options["wait"]
+            assert "ghost" not in caller.names
+        if isinstance(outcome, flushkit.CollectionNotFoundError):
+            assert "ghost" in caller.names
+    for name in names:  # at most one Flush of each collection in flight at any time
+        spans = sorted(
+            (call.started, call.ended)
+            for call in fake.flush_calls
+            if name in call.request.collection_names and not call.cancelled
+        )
+        for (_, ended), (started, _) in itertools.pairwise(spans):
+            assert started >= ended - 0.005, f"two Flush RPCs of {name!r} overlapped"
