@@ -8,6 +8,7 @@ arrive.
 from __future__ import annotations
 
 import itertools
+import pickle
 import threading
 import time
 from dataclasses import dataclass, field
@@ -133,6 +134,7 @@ def test_callers_that_arrive_during_an_rpc_share_the_next(fake, client, runtime)
     outcomes = run_together(runtime, client, leader_then(5))
     assert len(fake.flush_calls) == 2
     assert [o.coalesced for o in outcomes] == [False] + [True] * 5
+    assert pickle.loads(pickle.dumps(outcomes[1])) == outcomes[1]
     assert all(o.elapsed > 0.2 for o in outcomes[1:])  # their own time, the wait included
 
 
@@ -195,6 +197,7 @@ def test_a_failed_shared_rpc_gives_each_caller_its_own_error(fake, client, runti
     assert all(isinstance(e, flushkit.ServerError) and e.coalesced for e in errors)
     assert len({id(e) for e in errors}) == 3
     assert all(e.reason == "boom" for e in errors)
+    assert pickle.loads(pickle.dumps(errors[0])).coalesced is True
 
 
 def test_a_grpc_failure_of_the_shared_rpc_is_a_typed_error(fake, client, runtime):
