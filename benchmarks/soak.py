@@ -24,6 +24,7 @@ import structlog
 from pymilvus import MilvusClient
 
 import flushkit
+from flushkit import _coalescing
 from flushkit.testing import MilvusTestServer, abort, delay, flushed, hang, ok, status
 
 TIMEOUT = 0.5
@@ -43,6 +44,8 @@ class Report:
     outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
     undocumented: list[str] = field(default_factory=list)
     hung: int = 0
+    coalesced: int = 0
+    lanes_left: int = 0
     slowest: float = 0.0
     rss_start_mb: float = 0.0
     rss_end_mb: float = 0.0
@@ -93,10 +96,12 @@ def run_soak(
                 started = time.monotonic()
                 with anyio.move_on_after(TIMEOUT + 1.0) as guard:
                     try:
-                        await flusher.flush(f"c{i % 50}", wait=waits[i])
+                        result = await flusher.flush(f"c{i % 50}", wait=waits[i])
                         report.outcomes["success"] += 1
+                        report.coalesced += result.coalesced
                     except DOCUMENTED as exc:
                         report.outcomes[type(exc).__name__] += 1
+                        report.coalesced += exc.coalesced
                     except BaseException as exc:
                         if isinstance(exc, anyio.get_cancelled_exc_class()):
                             raise
@@ -118,6 +123,8 @@ def run_soak(
         anyio.run(main, backend=backend)
         report.seconds = time.monotonic() - started
         report.rss_end_mb = rss_mb()
+        time.sleep(0.2)  # abandoned shared RPCs end on gRPC's thread
+        report.lanes_left = len(_coalescing._lanes)
         client.close()
     structlog.reset_defaults()
     return report
@@ -135,6 +142,7 @@ def main() -> int:
         f"{report.seconds:.1f} s, {report.calls / report.seconds:.0f} calls/s"
     )
     print(f"outcomes: {dict(report.outcomes)}")
+    print(f"coalesced calls: {report.coalesced}  lanes left: {report.lanes_left}")
     print(
         f"undocumented: {len(report.undocumented)}  hung: {report.hung}  "
         f"slowest call: {report.slowest * 1000:.0f} ms (budget {TIMEOUT * 1000:.0f} ms)"
