@@ -1,7 +1,9 @@
-"""The last I/O step: one RPC on the client's channel, blocking or awaited.
+"""The last I/O step: one RPC on the client's channel, or the wait for shared ones.
 
-Both facades share everything here but the final wait: :meth:`Transport.call` blocks,
-:meth:`Transport.call_async` awaits a gRPC future without holding a thread.
+Both facades share everything here but the final wait: :meth:`Transport.perform` blocks,
+:meth:`Transport.perform_async` awaits without holding a thread. An ``Await`` effect (a
+coalesced call waiting for the shared RPCs it joined) is waited for the same two ways;
+:meth:`Transport.start` sends a shared RPC as a gRPC future that belongs to no caller.
 
 Why a gRPC future and not ``grpc.aio`` or a worker thread for the async facade: the
 future runs on the client's own (blocking) channel, so it needs no second connection per
