@@ -210,8 +210,10 @@ def test_a_grpc_failure_of_the_shared_rpc_is_a_typed_error(fake, client, runtime
 
 def test_retryable_failures_of_the_shared_rpc_are_retried_together(fake, client, runtime):
     limited = status(8, 49, "rate limit exceeded", retriable=True)
-    fake.script_flush(delay(0.3), limited)
-    policy = flushkit.RetryPolicy(initial=0.1, jitter=1.0)  # jitter, but not for them
+    # The retries' RPC takes 0.1 s: enough for the 16 callers (woken one by one) to
+    # join it after the same pause, far too little for pauses jittered over 1 s.
+    fake.script_flush(delay(0.3), limited, delay(0.1), delay(0.1))
+    policy = flushkit.RetryPolicy(initial=1.0, jitter=1.0)  # jitter, but not for them
     chain = flushkit.default_middleware(retry=policy)
     outcomes = run_together(runtime, client, leader_then(16), middleware=chain)
     assert all(isinstance(o, flushkit.FlushResult) for o in outcomes), outcomes
