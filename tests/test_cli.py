@@ -111,4 +111,5 @@ def test_demo_runs_on_milvus_lite_and_cleans_up(tmp_path):
     assert "flushkit.flush.succeeded" in done.stderr
     assert "span 'flush flushkit_demo' CLIENT" in done.stdout
     assert "persisted=True" in done.stdout
+    assert "16 concurrent flushes (asyncio tasks): 16 OK, 15 shared" in done.stdout
     assert list(tmp_path.iterdir()) == []

@@ -2,7 +2,8 @@
 
 Creates a collection, inserts rows, flushes through the full default chain (blocking,
 under asyncio, and under trio when it is installed) with readable structlog output and
-each finished span printed, shows the result, and cleans up after itself.
+each finished span printed, shows the result, flushes from 16 concurrent tasks that share
+Flush RPCs (coalescing), and cleans up after itself.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from ._async import AsyncFlusher
 from ._blocking import Flusher
 from ._chain import Middleware
 from ._exceptions import FlushError
-from ._middleware import default_middleware
+from ._middleware import LoggingMiddleware, TracingMiddleware, default_middleware
 from ._models import FlushResult
+
+_PRINTING = (LoggingMiddleware, TracingMiddleware)
 
 COLLECTION = "flushkit_demo"
 LITE_FILE = "flushkit_demo.db"
@@ -117,6 +120,26 @@ def _run(client: Any, rows: int) -> None:
     _show("asyncio", anyio.run(flush_async))
     if importlib.util.find_spec("trio"):
         _show("trio", anyio.run(flush_async, backend="trio"))
+
+    async def flush_together(callers: int) -> list[FlushResult]:
+        # quiet: the default chain without the printing middlewares
+        quiet = [m for m in default_middleware() if not isinstance(m, _PRINTING)]
+        results: list[FlushResult] = []
+        async with AsyncFlusher(client, timeout=60.0, middleware=quiet) as together:
+
+            async def one() -> None:
+                results.append(await together.flush(COLLECTION))
+
+            async with anyio.create_task_group() as tasks:
+                for _ in range(callers):
+                    tasks.start_soon(one)
+        return results
+
+    together = anyio.run(flush_together, 16)
+    print(
+        f"16 concurrent flushes (asyncio tasks): {sum(r.status.ok for r in together)} OK, "
+        f"{sum(r.coalesced for r in together)} shared a Flush RPC with others (coalesced)"
+    )
 
     try:
         flusher.flush("no_such_collection", timeout=10.0)
