@@ -19,8 +19,8 @@ database's group commit serves many transactions with one disk write.
   callers that asked for it. Each caller gets its own copy of an error.
 
 Both facades use the same lanes: threads, asyncio tasks and trio tasks share rounds. The
-core flow asks for all this with :class:`~flushkit._core.Join` and
-:class:`~flushkit._core.Await` effects; this module holds the bookkeeping.
+core flow takes its places with :meth:`Lanes.join` (bookkeeping, no I/O) and waits for
+its tickets with :class:`~flushkit._core.Await` effects, which the drivers perform.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ _lanes: dict[Hashable, _Lane] = {}
 
 
 class Membership:
-    """One call's places in the lanes of its collections (the answer to ``Join``).
+    """One call's places in the lanes of its collections (what :meth:`Lanes.join` gives).
 
     ``led`` names the collections whose Flush the caller sends itself; ``tickets`` its
     places in shared rounds, one per other collection.
@@ -97,31 +97,28 @@ class Lanes:
         self.sender = sender
 
     def join(self, request: FlushRequest) -> Membership:
-        """Take ``request``'s place in the lanes of its collections."""
-        return _join(request, self.identity, self.sender)
-
-
-def _join(request: FlushRequest, identity: Hashable, sender: Sender) -> Membership:
-    led: list[str] = []
-    led_lanes: list[_Lane] = []
-    tickets: list[Ticket] = []
-    with _lock:
-        for name in request.collection_names:
-            key = (identity, request.db_name, name)
-            lane = _lanes.get(key)
-            if lane is None:
-                lane = _lanes[key] = _Lane(key)
-            if not lane.busy:
-                lane.busy = True
-                led.append(name)
-                led_lanes.append(lane)
-                continue
-            if lane.gathering is None:
-                lane.gathering = _Round(lane, request.replace(collection_names=(name,)))
-            ticket = Ticket(lane.gathering, request, sender)
-            lane.gathering.tickets.append(ticket)
-            tickets.append(ticket)
-    return Membership(led, led_lanes, tickets)
+        """Take ``request``'s place in the lanes of its collections: lead the idle ones,
+        take a ticket in the next round of the busy ones."""
+        led: list[str] = []
+        led_lanes: list[_Lane] = []
+        tickets: list[Ticket] = []
+        with _lock:
+            for name in request.collection_names:
+                key = (self.identity, request.db_name, name)
+                lane = _lanes.get(key)
+                if lane is None:
+                    lane = _lanes[key] = _Lane(key)
+                if not lane.busy:
+                    lane.busy = True
+                    led.append(name)
+                    led_lanes.append(lane)
+                    continue
+                if lane.gathering is None:
+                    lane.gathering = _Round(lane, request.replace(collection_names=(name,)))
+                ticket = Ticket(lane.gathering, request, self.sender)
+                lane.gathering.tickets.append(ticket)
+                tickets.append(ticket)
+        return Membership(led, led_lanes, tickets)
 
 
 class Ticket:

@@ -51,9 +51,9 @@ class Await(NamedTuple):
 Effects = Generator[Call | Await | Pause, Any, FlushResult]
 
 
-def flush_flow(request: FlushRequest, lanes: Lanes | None = None) -> Effects:
-    """Flush ``request``'s collections; with ``lanes``, coalesced when it asks to be."""
-    if lanes is None or not request.coalesce:
+def flush_flow(request: FlushRequest, *, lanes: Lanes) -> Effects:
+    """Flush ``request``'s collections, through ``lanes`` when it asks to be coalesced."""
+    if not request.coalesce:
         return (yield from _flush_and_wait(request, _nothing))
     membership = lanes.join(request)
     try:
