@@ -45,8 +45,9 @@ from ._models import FlushRequest, FlushResult, Pause, Status, result_from_proto
 
 __all__ = ["Lanes", "Membership", "Ticket"]
 
-#: Starts an RPC and returns its gRPC future (a transport's ``start``).
-Sender = Callable[[Call], Any]
+#: Starts an RPC and returns its gRPC future, which calls the callback once it has ended
+#: (a transport's ``start``).
+Sender = Callable[[Call, Callable[[Any], object]], Any]
 #: What a ticket ends with: its collection's result, or the error for its caller.
 Outcome = FlushResult | BaseException
 
@@ -266,21 +267,22 @@ class _Round:
         answer or the error on gRPC's thread."""
         error: BaseException | None = None
         for sender in senders:
+            self._sender = sender  # before the answer, which may come at once
             try:
-                future = sender(call)
+                future = sender(call, functools.partial(self._answered, call, then))
             except ClientClosedError as exc:  # that caller's client; try another's
                 error = exc
                 continue
             except Exception as exc:
                 error = exc
                 break
-            self._sender = sender
             with _lock:
+                if future.done():  # answered already: `then` may have started the next
+                    return
                 self.future = future
                 abandoned = self.abandoned
             if abandoned:
                 future.cancel()
-            future.add_done_callback(functools.partial(self._answered, call, then))
             return
         then(None, error if error is not None else ClientClosedError("no open client"))
 

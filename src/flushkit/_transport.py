@@ -11,8 +11,10 @@ event loop, works the same under asyncio and trio (trio has no grpc.aio), holds 
 thread while the RPC is in flight (so anyio's 40-thread limiter never caps it), and is
 cancelled on the wire with ``future.cancel()``. gRPC's completion thread hands the
 answer back with the loop's thread-safe ``call_soon`` (asyncio) or ``run_sync_soon``
-(trio). It costs about 300 us over a blocking call on this project's machine, grpc.aio
-about 130 us; a grpc.aio path for asyncio was tried and removed: grpc.aio's process-wide
+(trio); gRPC would start that thread anew for each of consecutive calls, so
+:mod:`flushkit._completion_thread` keeps it between them. The hop to the event loop costs
+about 70 to 150 us over a blocking call on this project's machine, about what grpc.aio's
+own poller thread costs; a grpc.aio path for asyncio was tried and removed: grpc.aio's process-wide
 poller kept waking event loops that earlier ``anyio.run`` calls had closed
 (docs/benchmarks.md).
 """
@@ -31,6 +33,7 @@ import anyio
 import grpc
 from pymilvus.grpc_gen import milvus_pb2
 
+from ._completion_thread import ChannelFutures, futures_of
 from ._core import FLUSH, GET_FLUSH_STATE, Await, Call
 from ._exceptions import error_from_rpc, timeout_error
 from ._models import FlushRequest, FlushResult
@@ -65,13 +68,27 @@ class Transport:
         self.connection = MilvusConnection(client)
         self._channel: grpc.Channel | None = None
         self._stubs: dict[str, grpc.UnaryUnaryMultiCallable] = {}
+        self._futures = ChannelFutures()
 
     def _stub(self, method: str) -> grpc.UnaryUnaryMultiCallable:
         channel = self.connection.channel()
         if channel is not self._channel:  # first call, or pymilvus reconnected
             self._stubs = _stubs(channel, _registered_method=True)
+            self._futures = futures_of(channel)
             self._channel = channel
         return self._stubs[method]
+
+    def _future(
+        self, call: Call, timeout: float | None, when_done: Callable[[grpc.Future], object]
+    ) -> grpc.Future:
+        """Start ``call`` as a gRPC future; ``when_done(future)`` runs once it has ended,
+        on gRPC's thread (or at once, if it ended before the callback could be added)."""
+        stub = self._stub(call.method)
+        future = stub.future(
+            call.message, timeout=timeout, metadata=self.connection.metadata(call.request.db_name)
+        )
+        self._futures.track(future, when_done)
+        return future
 
     @property
     def identity(self) -> Hashable:
@@ -90,13 +107,10 @@ class Transport:
             return await _await_async(effect)
         return await self.call_async(effect)
 
-    def start(self, call: Call) -> grpc.Future:
-        """Start ``call`` and return its gRPC future (a shared round's RPC)."""
-        return self._stub(call.method).future(
-            call.message,
-            timeout=_remaining(call),
-            metadata=self.connection.metadata(call.request.db_name),
-        )
+    def start(self, call: Call, when_done: Callable[[grpc.Future], object]) -> grpc.Future:
+        """Start ``call`` (a shared round's RPC) and return its gRPC future;
+        ``when_done(future)`` runs once it has ended."""
+        return self._future(call, _remaining(call), when_done)
 
     def call(self, call: Call) -> Any:
         """Perform ``call``, blocking until its answer or its deadline."""
@@ -122,10 +136,9 @@ class Transport:
         scope = anyio.current_effective_deadline() - anyio.current_time()
         scope_first = scope < (math.inf if own is None else own)
         timeout = max(scope, 0.0) if scope_first else own
-        metadata = self.connection.metadata(call.request.db_name)
         try:
             with anyio.move_on_after(math.inf if own is None else own) as budget:
-                return await self._bridge(call, timeout, metadata)
+                return await self._bridge(call, timeout)
         except grpc.RpcError as exc:
             if scope_first and exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
                 # The caller's own cancel scope set this deadline: let it cancel us, so
@@ -136,12 +149,11 @@ class Transport:
             raise timeout_error(call.request, f"waiting for {call.method}")
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _bridge(self, call: Call, timeout: float | None, metadata: Any) -> Any:
+    async def _bridge(self, call: Call, timeout: float | None) -> Any:
         """A gRPC future on the client's own channel, awaited without a thread."""
-        future = self._stub(call.method).future(call.message, timeout=timeout, metadata=metadata)
         answered = anyio.Event()
         wake = _threadsafe_setter(answered)
-        future.add_done_callback(lambda _: wake())
+        future = self._future(call, timeout, lambda _: wake())
         try:
             await answered.wait()
         finally:
