@@ -129,25 +129,20 @@ class Transport:
         """Perform ``call`` without blocking the event loop or holding a thread.
 
         The RPC's gRPC deadline is the flush's own deadline or the caller's cancel scope's,
-        whichever comes first, so the server sees the call end either way; the flush's own
-        deadline is also enforced with anyio, in case gRPC's answer is late.
+        whichever comes first, so the server sees the call end either way (the blocking
+        facade relies on the same gRPC deadline).
         """
         own = _remaining(call)
         scope = anyio.current_effective_deadline() - anyio.current_time()
         scope_first = scope < (math.inf if own is None else own)
-        timeout = max(scope, 0.0) if scope_first else own
         try:
-            with anyio.move_on_after(math.inf if own is None else own) as budget:
-                return await self._bridge(call, timeout)
+            return await self._bridge(call, max(scope, 0.0) if scope_first else own)
         except grpc.RpcError as exc:
             if scope_first and exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
                 # The caller's own cancel scope set this deadline: let it cancel us, so
                 # the caller sees its runtime's cancellation, not a FlushTimeoutError.
                 await anyio.sleep(anyio.current_effective_deadline() - anyio.current_time())
             raise error_from_rpc(exc, call) from None
-        if budget.cancelled_caught:
-            raise timeout_error(call.request, f"waiting for {call.method}")
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _bridge(self, call: Call, timeout: float | None) -> Any:
         """A gRPC future on the client's own channel, awaited without a thread."""

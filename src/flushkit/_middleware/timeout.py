@@ -11,8 +11,8 @@ class TimeoutMiddleware:
 
     The deadline covers the whole call: the Flush RPC, the waiting, and every retry of
     middlewares inside this one. Every RPC receives what is left of it as its gRPC
-    deadline (so the server sees the call end), the async facade enforces it with anyio
-    as well, and pauses never reach past it. Once it passes, the call raises
+    deadline (so the server sees the call end and gRPC ends the call there), and
+    pauses never reach past it. Once it passes, the call raises
     :class:`~flushkit.FlushTimeoutError`. Without this middleware ``timeout`` is ignored.
     """
 
