@@ -24,6 +24,7 @@ see the core's RPC calls and the pauses.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator, Sequence
+from types import GeneratorType
 from typing import Any, Generic, Protocol, TypeVar
 
 from ._models import FlushRequest, FlushResult, Pause
@@ -92,8 +93,15 @@ class Steps(Iterator[Effect | Pause]):
         while True:
             if self._request is not None:  # run the rest of the chain at the next depth
                 request, self._request = self._request, None
+                depth = len(stack)
                 try:
-                    stack.append(self._start(len(stack), request))
+                    if depth == core_depth:
+                        stack.append(self._chain.core(request))
+                    else:
+                        flow = self._chain.middleware[depth](request)
+                        if type(flow) is not GeneratorType and not isinstance(flow, Generator):
+                            raise _not_a_flow(self._chain.middleware[depth], flow)
+                        stack.append(flow)
                 except Exception as exc:  # a middleware that failed to start a flow
                     self._throw_below(exc)
             flow = stack[-1]
@@ -140,22 +148,19 @@ class Steps(Iterator[Effect | Pause]):
             raise error
         self._answer, self._error = None, error
 
-    def _start(self, depth: int, request: FlushRequest) -> Generator[Any, Any, FlushResult]:
-        layers = self._chain.middleware
-        if depth == len(layers):
-            return self._chain.core(request)
-        flow = layers[depth](request)
-        if not isinstance(flow, Generator):
-            raise TypeError(
-                f"middleware {layers[depth]!r} returned {type(flow).__name__}; a middleware "
-                "is a generator function that yields the request and returns the result"
-            )
-        return flow
-
     def _checked(self, depth: int, value: Any) -> FlushResult:
+        if type(value) is FlushResult:
+            return value
         if not isinstance(value, FlushResult):
             raise TypeError(
                 f"middleware {self._chain.middleware[depth]!r} returned {value!r}; "
                 "it must return the FlushResult (result = yield request; return result)"
             )
         return value
+
+
+def _not_a_flow(middleware: Middleware, flow: object) -> TypeError:
+    return TypeError(
+        f"middleware {middleware!r} returned {type(flow).__name__}; a middleware "
+        "is a generator function that yields the request and returns the result"
+    )
