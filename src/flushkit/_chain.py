@@ -98,10 +98,12 @@ class Steps(Iterator[Effect | Pause]):
                     if depth == core_depth:
                         stack.append(self._chain.core(request))
                     else:
-                        flow = self._chain.middleware[depth](request)
-                        if type(flow) is not GeneratorType and not isinstance(flow, Generator):
-                            raise _not_a_flow(self._chain.middleware[depth], flow)
-                        stack.append(flow)
+                        started = self._chain.middleware[depth](request)
+                        if type(started) is not GeneratorType and not isinstance(
+                            started, Generator
+                        ):
+                            raise _not_a_flow(self._chain.middleware[depth], started)
+                        stack.append(started)
                 except Exception as exc:  # a middleware that failed to start a flow
                     self._throw_below(exc)
             flow = stack[-1]
