@@ -139,3 +139,8 @@ def test_consecutive_async_flushes_reuse_grpcs_thread(fake, client, backend, mon
     anyio.run(main, backend=backend)
     assert len(fake.flush_calls) == 41
     assert len(started) < 20, started
+
+
+def test_a_channel_without_weak_references_gets_its_own():
+    channel = object()  # cannot be weakly referenced
+    assert isinstance(futures_of(channel), ChannelFutures)

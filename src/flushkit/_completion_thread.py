@@ -75,9 +75,13 @@ _futures: weakref.WeakKeyDictionary[Any, ChannelFutures] = weakref.WeakKeyDictio
 
 
 def futures_of(channel: Any) -> ChannelFutures:
-    """The :class:`ChannelFutures` of ``channel``, shared by every flusher using it."""
+    """The :class:`ChannelFutures` of ``channel``, shared by every flusher using it
+    (a channel that cannot be weakly referenced gets one of its own each time)."""
     with _lock:
-        futures = _futures.get(channel)
-        if futures is None:
-            futures = _futures[channel] = ChannelFutures()
+        try:
+            futures = _futures.get(channel)
+            if futures is None:
+                futures = _futures[channel] = ChannelFutures()
+        except TypeError:
+            futures = ChannelFutures()
         return futures
