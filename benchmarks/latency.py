@@ -7,10 +7,11 @@ the repeats. Runtimes:
 
 * blocking: the bare Flush RPC on pymilvus's channel (baseline), pymilvus's own stub path
   (its interceptors), flushkit quiet, flushkit with full telemetry;
-* asyncio: bare grpc.aio on its own channel to the same server (baseline), flushkit quiet
-  and full;
-* trio: the bare blocking RPC called in the trio thread (baseline), flushkit quiet and
-  full.
+* asyncio: bare grpc.aio on its own channel to the same server (baseline), the bare
+  future bridge (a gRPC future on pymilvus's channel waking the loop: the floor of
+  flushkit's async path, chain and facade excluded), flushkit quiet and full;
+* trio: the bare blocking RPC called in the trio thread (baseline), the bare future
+  bridge, flushkit quiet and full.
 
 Quiet: structlog filtering below WARNING, no OpenTelemetry SDK. Full: structlog rendering
 JSON to a file (every success event included), the OpenTelemetry SDK with a batch span
@@ -46,7 +47,9 @@ from pymilvus import MilvusClient
 from pymilvus.grpc_gen import milvus_pb2
 
 import flushkit
+from flushkit._completion_thread import futures_of
 from flushkit._pymilvus import MilvusConnection
+from flushkit._transport import _threadsafe_setter
 
 COLLECTION = "latency"
 FLUSH = "/milvus.proto.milvus.MilvusService/Flush"
@@ -72,7 +75,8 @@ class Setup:
         self.address = connection.address
         self.metadata = connection.metadata("default")
         self.request = milvus_pb2.FlushRequest(db_name="default", collection_names=[COLLECTION])
-        self.bare = connection.channel().unary_unary(
+        self.channel = connection.channel()
+        self.bare = self.channel.unary_unary(
             FLUSH,
             request_serializer=milvus_pb2.FlushRequest.SerializeToString,
             response_deserializer=milvus_pb2.FlushResponse.FromString,
@@ -96,6 +100,17 @@ class Setup:
 
     def bare_call(self) -> object:
         return self.bare(self.request, timeout=60.0, metadata=self.metadata)
+
+    async def bare_future(self) -> object:
+        """The floor of any bridge from the blocking channel to an event loop: the bare
+        gRPC future, gRPC's thread kept between calls as flushkit keeps it, and the
+        loop woken from that thread; no chain, no facade."""
+        answered = anyio.Event()
+        wake = _threadsafe_setter(answered)
+        future = self.bare.future(self.request, timeout=60.0, metadata=self.metadata)
+        futures_of(self.channel).track(future, lambda _: wake())
+        await answered.wait()
+        return future.result()
 
     def blocking_variants(self) -> dict[str, Callable[[], object]]:
         stub = self.client._handler._stub
@@ -167,6 +182,7 @@ def measure_asyncio(setup: Setup, calls: int) -> dict[str, list[float]]:
                         "bare grpc.aio": lambda: bare(
                             setup.request, timeout=60.0, metadata=setup.metadata
                         ),
+                        "bare future": setup.bare_future,
                         "flushkit quiet": lambda: quiet.flush(COLLECTION),
                         "flushkit full": lambda: full.flush(COLLECTION),
                     },
@@ -186,6 +202,7 @@ def measure_trio(setup: Setup, calls: int) -> dict[str, list[float]]:
         return await _async_rounds(
             {
                 "bare blocking": bare,
+                "bare future": setup.bare_future,
                 "flushkit quiet": lambda: quiet.flush(COLLECTION),
                 "flushkit full": lambda: full.flush(COLLECTION),
             },
