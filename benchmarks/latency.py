@@ -49,7 +49,7 @@ from pymilvus.grpc_gen import milvus_pb2
 import flushkit
 from flushkit._completion_thread import futures_of
 from flushkit._pymilvus import MilvusConnection
-from flushkit._transport import _threadsafe_setter
+from flushkit._wakeups import threadsafe_setter
 
 COLLECTION = "latency"
 FLUSH = "/milvus.proto.milvus.MilvusService/Flush"
@@ -106,7 +106,7 @@ class Setup:
         gRPC future, gRPC's thread kept between calls as flushkit keeps it, and the
         loop woken from that thread; no chain, no facade."""
         answered = anyio.Event()
-        wake = _threadsafe_setter(answered)
+        wake = threadsafe_setter(answered)
         future = self.bare.future(self.request, timeout=60.0, metadata=self.metadata)
         futures_of(self.channel).track(future, lambda _: wake())
         await answered.wait()

@@ -21,8 +21,6 @@ had closed (docs/benchmarks.md).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import threading
 import time
@@ -38,6 +36,7 @@ from ._core import FLUSH, GET_FLUSH_STATE, Await, Call
 from ._exceptions import error_from_rpc, timeout_error
 from ._models import FlushRequest, FlushResult
 from ._pymilvus import MilvusConnection
+from ._wakeups import threadsafe_setter
 
 __all__ = ["Transport"]
 
@@ -147,7 +146,7 @@ class Transport:
     async def _bridge(self, call: Call, timeout: float | None) -> Any:
         """A gRPC future on the client's own channel, awaited without a thread."""
         answered = anyio.Event()
-        wake = _threadsafe_setter(answered)
+        wake = threadsafe_setter(answered)
         future = self._future(call, timeout, lambda _: wake())
         try:
             await answered.wait()
@@ -179,7 +178,7 @@ async def _await_async(effect: Await) -> tuple[FlushResult, ...]:
     """Wait for each ticket's shared round, within the caller's deadline and cancel scope."""
     for ticket in effect.tickets:
         answered = anyio.Event()
-        if ticket.when_done(_threadsafe_setter(answered)):
+        if ticket.when_done(threadsafe_setter(answered)):
             left = _time_left(effect.request)
             with anyio.move_on_after(math.inf if left is None else left) as budget:
                 await answered.wait()
@@ -190,24 +189,3 @@ async def _await_async(effect: Await) -> tuple[FlushResult, ...]:
 
 def _time_left(request: FlushRequest) -> float | None:
     return None if request.deadline is None else max(request.deadline - time.monotonic(), 0.0)
-
-
-def _threadsafe_setter(event: anyio.Event) -> Callable[[], None]:
-    """A function that sets ``event`` from any thread (gRPC's, a timer's, a caller's)."""
-    call_soon = _call_soon_threadsafe()
-
-    def wake() -> None:
-        with contextlib.suppress(RuntimeError):  # the event loop has already closed
-            call_soon(event.set)
-
-    return wake
-
-
-def _call_soon_threadsafe() -> Callable[[Callable[[], object]], object]:
-    """The running event loop's way to run a function soon, from any thread."""
-    try:
-        return asyncio.get_running_loop().call_soon_threadsafe
-    except RuntimeError:
-        import trio  # not under asyncio: anyio's only other backend
-
-        return trio.lowlevel.current_trio_token().run_sync_soon

@@ -1,0 +1,81 @@
+"""Waking an event loop's waiters from other threads: one wake-up per burst.
+
+gRPC's completion thread, the coalescing timer and callers on other threads finish what
+async callers wait for. Each wake-up of an event loop from another thread writes to the
+loop's wake-up socket and makes the loop run a pass; when several waiters of one loop
+finish together (the callers of one shared Flush, or many concurrent RPCs answered in a
+row), one wake-up serves them all: the first schedules a drain on the loop, the others
+join its list until it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+__all__ = ["threadsafe_setter"]
+
+Setter = Callable[[], object]
+
+
+class _LoopWakeups:
+    """The pending wake-ups of one event loop (asyncio) or run (trio)."""
+
+    __slots__ = ("_call_soon", "_lock", "_pending")
+
+    def __init__(self, call_soon: Callable[[Callable[[], object]], object]) -> None:
+        self._call_soon = call_soon
+        self._lock = threading.Lock()
+        self._pending: list[Setter] | None = None  # a drain is scheduled while not None
+
+    def wake(self, setter: Setter) -> None:
+        """Run ``setter`` on the loop soon; safe from any thread."""
+        with self._lock:
+            if self._pending is not None:
+                self._pending.append(setter)
+                return
+            self._pending = [setter]
+        try:
+            self._call_soon(self._drain)
+        except RuntimeError:  # the loop has closed (trio: RunFinishedError): none waits
+            with self._lock:
+                self._pending = None
+
+    def _drain(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+        for setter in pending or ():
+            setter()
+
+
+_lock = threading.Lock()
+_wakeups: weakref.WeakKeyDictionary[Any, _LoopWakeups] = weakref.WeakKeyDictionary()
+
+
+def threadsafe_setter(event: anyio.Event) -> Callable[[], None]:
+    """A function that sets ``event`` (of the running loop) from any thread."""
+    try:
+        loop = asyncio.get_running_loop()
+        key: Any = loop
+        call_soon = loop.call_soon_threadsafe
+    except RuntimeError:
+        import trio  # not under asyncio: anyio's only other backend
+
+        key = trio.lowlevel.current_trio_token()
+        call_soon = key.run_sync_soon
+    wakeups = _wakeups.get(key)
+    if wakeups is None:
+        with _lock:
+            wakeups = _wakeups.setdefault(key, _LoopWakeups(call_soon))
+    setter = event.set
+    wake = wakeups.wake
+
+    def wake_event() -> None:
+        wake(setter)
+
+    return wake_event

@@ -1,0 +1,84 @@
+"""Waking event-loop waiters from other threads: one wake-up per burst."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import anyio
+import pytest
+
+from flushkit._wakeups import _LoopWakeups, threadsafe_setter
+
+
+class Loop:
+    """Records what is scheduled on it; ``run()`` runs it, as a loop's pass would."""
+
+    def __init__(self, closed: bool = False) -> None:
+        self.scheduled: list[Callable[[], object]] = []
+        self.closed = closed
+
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        if self.closed:
+            raise RuntimeError("Event loop is closed")
+        self.scheduled.append(callback)
+
+    def run(self) -> None:
+        scheduled, self.scheduled = self.scheduled, []
+        for callback in scheduled:
+            callback()
+
+
+def test_a_burst_of_wakeups_schedules_one_pass():
+    loop, woken = Loop(), []
+    wakeups = _LoopWakeups(loop.call_soon)
+    for i in range(5):
+        wakeups.wake(lambda i=i: woken.append(i))
+    assert len(loop.scheduled) == 1 and woken == []
+    loop.run()
+    assert woken == [0, 1, 2, 3, 4]
+    wakeups.wake(lambda: woken.append(5))  # after the drain: a new pass
+    assert len(loop.scheduled) == 1
+    loop.run()
+    assert woken == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_closed_loop_is_not_an_error_and_is_tried_again():
+    loop, woken = Loop(closed=True), []
+    wakeups = _LoopWakeups(loop.call_soon)
+    wakeups.wake(lambda: woken.append(1))
+    loop.closed = False  # (a stopped loop that runs again)
+    wakeups.wake(lambda: woken.append(2))
+    loop.run()
+    assert woken == [2]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_events_set_from_other_threads_all_wake(backend):
+    async def main() -> None:
+        events = [anyio.Event() for _ in range(200)]
+        setters = [threadsafe_setter(event) for event in events]
+        threads = [
+            threading.Thread(target=lambda part=part: [s() for s in setters[part::4]])
+            for part in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        with anyio.fail_after(5):
+            for event in events:
+                await event.wait()
+        for thread in threads:
+            thread.join()
+
+    for _ in range(3):  # a new loop each time
+        anyio.run(main, backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_waking_after_the_loop_ended_is_harmless(backend):
+    async def main() -> Callable[[], None]:
+        return threadsafe_setter(anyio.Event())
+
+    wake = anyio.run(main, backend=backend)
+    wake()
+    wake()
