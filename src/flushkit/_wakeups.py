@@ -11,6 +11,7 @@ join its list until it runs.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -59,14 +60,12 @@ _wakeups: weakref.WeakKeyDictionary[Any, _LoopWakeups] = weakref.WeakKeyDictiona
 
 def threadsafe_setter(event: anyio.Event) -> Callable[[], None]:
     """A function that sets ``event`` (of the running loop) from any thread."""
-    try:
-        loop = asyncio.get_running_loop()
+    loop = asyncio._get_running_loop()  # None, not an exception, outside asyncio
+    if loop is not None:
         key: Any = loop
         call_soon = loop.call_soon_threadsafe
-    except RuntimeError:
-        import trio  # not under asyncio: anyio's only other backend
-
-        key = trio.lowlevel.current_trio_token()
+    else:  # anyio's only other backend, so trio is imported and running
+        key = sys.modules["trio"].lowlevel.current_trio_token()
         call_soon = key.run_sync_soon
     wakeups = _wakeups.get(key)
     if wakeups is None:
