@@ -4,13 +4,13 @@ A blocking gRPC channel answers its futures on one thread of its own, which gRPC
 when the channel has no future in flight and a new one begins, and which exits when the
 last future in flight ends. The async facade and the shared rounds of coalescing run
 every RPC as a future, so a caller flushing again and again (one call at a time) would
-start a new thread for every call: about 100 to 150 us in the caller's path on this
-project's machine, since ``Thread.start()`` waits for the new thread to run.
+start a new thread for every call: 100 to 200 us in the caller's path on this project's
+machine (Milvus Lite), since ``Thread.start()`` waits for the new thread to run.
 
-ChannelFutures counts a channel's flushkit futures in flight. When the last
-one ends, its done-callback (which runs on gRPC's thread) lingers for at most
-:data:`LINGER` seconds, and returns as soon as the next flushkit future on the channel
-has begun: that future counted on the thread still being there, so gRPC keeps it.
+:class:`ChannelFutures` counts a channel's flushkit futures in flight. When the last one
+ends, its done-callback (which runs on gRPC's thread) lingers for at most :data:`LINGER`
+seconds, and returns as soon as the next flushkit future on the channel has begun: that
+future counted on the thread still being there, so gRPC keeps it.
 Nothing but public gRPC calls is used; the cost is gRPC's thread held idle (no CPU) for
 at most a millisecond after a burst of calls ends, during which the channel's other
 futures, if any, are answered that much later.
