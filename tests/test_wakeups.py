@@ -82,3 +82,37 @@ def test_waking_after_the_loop_ended_is_harmless(backend):
     wake = anyio.run(main, backend=backend)
     wake()
     wake()
+
+
+def test_one_flusher_from_event_loops_in_several_threads_at_once(fake, client):
+    """Each loop is woken through its own wake-ups, loops come and go, none is missed."""
+    import flushkit
+
+    flusher = flushkit.AsyncFlusher(client)
+    results: list[object] = []
+    errors: list[BaseException] = []
+
+    def run(backend: str) -> None:
+        async def main() -> None:
+            async with anyio.create_task_group() as tg:
+                for _ in range(8):
+                    tg.start_soon(lambda: _flush_into(flusher, results))
+
+        try:
+            for _ in range(5):  # a new event loop each time
+                anyio.run(main, backend=backend)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(b,)) for b in ["asyncio", "trio"] * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors
+    assert len(results) == 4 * 5 * 8
+
+
+async def _flush_into(flusher: object, results: list[object]) -> None:
+    with anyio.fail_after(10):
+        results.append(await flusher.flush("docs"))  # type: ignore[attr-defined]
