@@ -11,6 +11,7 @@ join its list until it runs.
 from __future__ import annotations
 
 import asyncio
+import collections
 import sys
 import threading
 import weakref
@@ -25,33 +26,38 @@ Setter = Callable[[], object]
 
 
 class _LoopWakeups:
-    """The pending wake-ups of one event loop (asyncio) or run (trio)."""
+    """The pending wake-ups of one event loop (asyncio) or run (trio).
 
-    __slots__ = ("_call_soon", "_lock", "_pending")
+    Lock-free on purpose: a lock shared by gRPC's thread and the event loop's thread makes
+    each wait for the other to get the GIL back. ``deque.append`` and ``popleft`` are
+    atomic; the flag may schedule a drain too many, never one too few: a drain clears it
+    before it empties the queue, and a waker sets it after it has queued.
+    """
+
+    __slots__ = ("_call_soon", "_pending", "_scheduled")
 
     def __init__(self, call_soon: Callable[[Callable[[], object]], object]) -> None:
         self._call_soon = call_soon
-        self._lock = threading.Lock()
-        self._pending: list[Setter] | None = None  # a drain is scheduled while not None
+        self._pending: collections.deque[Setter] = collections.deque()
+        self._scheduled = False
 
     def wake(self, setter: Setter) -> None:
         """Run ``setter`` on the loop soon; safe from any thread."""
-        with self._lock:
-            if self._pending is not None:
-                self._pending.append(setter)
-                return
-            self._pending = [setter]
+        self._pending.append(setter)
+        if self._scheduled:
+            return
+        self._scheduled = True
         try:
             self._call_soon(self._drain)
         except RuntimeError:  # the loop has closed (trio: RunFinishedError): none waits
-            with self._lock:
-                self._pending = None
+            self._scheduled = False
+            self._pending.clear()
 
     def _drain(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, None
-        for setter in pending or ():
-            setter()
+        self._scheduled = False
+        pending = self._pending
+        while pending:
+            pending.popleft()()
 
 
 _lock = threading.Lock()
