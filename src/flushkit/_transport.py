@@ -11,12 +11,12 @@ event loop, works the same under asyncio and trio (trio has no grpc.aio), holds 
 thread while the RPC is in flight (so anyio's 40-thread limiter never caps it), and is
 cancelled on the wire with ``future.cancel()``. gRPC's completion thread hands the
 answer back with the loop's thread-safe ``call_soon`` (asyncio) or ``run_sync_soon``
-(trio); gRPC would start that thread anew for each of consecutive calls, so
-:mod:`flushkit._completion_thread` keeps it between them. The hop to the event loop
-costs about 70 to 150 us over a blocking call on this project's machine, about what
-grpc.aio's own poller thread costs; a grpc.aio path for asyncio was tried and removed:
-grpc.aio's process-wide poller kept waking event loops that earlier ``anyio.run`` calls
-had closed (docs/benchmarks.md).
+(trio), once per burst of answers (:mod:`flushkit._wakeups`). gRPC would start that
+thread anew for each of consecutive calls; :mod:`flushkit._completion_thread` keeps it
+between them. The hop to the event loop costs about 130 to 150 us over a blocking call
+on this project's machine (the bare future, docs/benchmarks.md), about what grpc.aio's
+own poller thread costs; a grpc.aio path for asyncio was tried and removed: grpc.aio's
+process-wide poller kept waking event loops that earlier ``anyio.run`` calls had closed.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ async callers wait for. Each wake-up of an event loop from another thread writes
 loop's wake-up socket and makes the loop run a pass; when several waiters of one loop
 finish together (the callers of one shared Flush, or many concurrent RPCs answered in a
 row), one wake-up serves them all: the first schedules a drain on the loop, the others
-join its list until it runs.
+join its queue until it runs.
 """
 
 from __future__ import annotations
