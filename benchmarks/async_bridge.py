@@ -25,12 +25,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import structlog
+from _servers import server
 from pymilvus import MilvusClient
 
 import flushkit
@@ -38,25 +39,6 @@ from flushkit import _completion_thread, _transport, _wakeups
 
 COLLECTION = "bridge"
 BACKENDS = ("asyncio", "trio")
-
-
-@contextlib.contextmanager
-def server(kind: str, tmp: Path) -> Iterator[MilvusClient]:
-    if kind == "lite":
-        client = MilvusClient(str(tmp / "bridge.db"))
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    from flushkit._standalone import standalone
-
-    with standalone(tmp / "standalone") as found:
-        client = MilvusClient(uri=found.uri)
-        try:
-            yield client
-        finally:
-            client.close()
 
 
 class ThreadStarts:

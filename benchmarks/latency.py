@@ -34,13 +34,13 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import grpc
 import structlog
+from _servers import server
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from pymilvus import MilvusClient
@@ -281,25 +281,6 @@ def throughput(setup: Setup, concurrency: int, seconds: float) -> dict[str, floa
         trio_main, backend="trio"
     )
     return results
-
-
-@contextmanager
-def server(kind: str, tmp: Path) -> Iterator[MilvusClient]:
-    if kind == "lite":
-        client = MilvusClient(str(tmp / "latency.db"))
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    from flushkit._standalone import standalone
-
-    with standalone(tmp / "standalone") as found:
-        client = MilvusClient(uri=found.uri)
-        try:
-            yield client
-        finally:
-            client.close()
 
 
 def run(kind: str, calls: int, repeats: int, seconds: float) -> dict[str, Any]:
