@@ -151,8 +151,6 @@ class Steps(Iterator[Effect | Pause]):
         self._answer, self._error = None, error
 
     def _checked(self, depth: int, value: Any) -> FlushResult:
-        if type(value) is FlushResult:
-            return value
         if not isinstance(value, FlushResult):
             raise TypeError(
                 f"middleware {self._chain.middleware[depth]!r} returned {value!r}; "

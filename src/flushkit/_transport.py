@@ -13,7 +13,7 @@ cancelled on the wire with ``future.cancel()``. gRPC's completion thread hands t
 answer back with the loop's thread-safe ``call_soon`` (asyncio) or ``run_sync_soon``
 (trio), once per burst of answers (:mod:`flushkit._wakeups`). gRPC would start that
 thread anew for each of consecutive calls; :mod:`flushkit._completion_thread` keeps it
-between them. The hop to the event loop costs about 130 to 150 us over a blocking call
+between them. The hop to the event loop costs about 100 to 150 us over a blocking call
 on this project's machine (the bare future, docs/benchmarks.md), about what grpc.aio's
 own poller thread costs; a grpc.aio path for asyncio was tried and removed: grpc.aio's
 process-wide poller kept waking event loops that earlier ``anyio.run`` calls had closed.
