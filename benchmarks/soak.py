@@ -24,7 +24,7 @@ import structlog
 from pymilvus import MilvusClient
 
 import flushkit
-from flushkit import _coalescing
+from flushkit import _lanes
 from flushkit.testing import MilvusTestServer, abort, delay, flushed, hang, ok, status
 
 TIMEOUT = 0.5
@@ -124,7 +124,7 @@ def run_soak(
         report.seconds = time.monotonic() - started
         report.rss_end_mb = rss_mb()
         time.sleep(0.2)  # abandoned shared RPCs end on gRPC's thread
-        report.lanes_left = len(_coalescing._lanes)
+        report.lanes_left = len(_lanes.lanes_in_use())
         client.close()
     structlog.reset_defaults()
     return report

@@ -22,7 +22,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from pymilvus import MilvusClient
 
 import flushkit
-from flushkit import _coalescing
+from flushkit import _lanes
 from flushkit.testing import abort, delay, flushed, hang, ok, status
 
 from .test_metrics import points
@@ -104,9 +104,9 @@ def leader_then(n: int, **options: Any) -> list[Caller]:
 def _lanes_are_left_empty():
     yield
     deadline = time.monotonic() + 2
-    while _coalescing._lanes and time.monotonic() < deadline:  # rounds end on gRPC's thread
+    while _lanes.lanes_in_use() and time.monotonic() < deadline:  # rounds end on gRPC's thread
         time.sleep(0.01)
-    assert _coalescing._lanes == {}
+    assert _lanes.lanes_in_use() == []
 
 
 def test_64_simultaneous_flushes_send_at_most_two_rpcs(fake, client, runtime):
@@ -209,7 +209,7 @@ def test_a_grpc_failure_of_the_shared_rpc_is_a_typed_error(fake, client, runtime
 
 
 def test_retryable_failures_of_the_shared_rpc_are_retried_together(fake, client, runtime):
-    limited = status(8, 49, "rate limit exceeded", retriable=True)
+    limited = status(2, 1, "service unavailable", retriable=True)
     # The retries' RPC takes 0.1 s: enough for the 16 callers (woken one by one) to
     # join it after the same pause, far too little for pauses jittered over 1 s.
     fake.script_flush(delay(0.3), limited, delay(0.1), delay(0.1))
@@ -221,25 +221,31 @@ def test_retryable_failures_of_the_shared_rpc_are_retried_together(fake, client,
     assert len(fake.flush_calls) <= 4  # the 16 retried together, in at most two RPCs
 
 
-def test_waiting_callers_share_the_wait(fake, client, runtime):
+def test_waiting_callers_share_the_flush_and_each_polls_within_its_own_budget(
+    fake, client, runtime
+):
     fake.script_flush(delay(0.3))
     outcomes = run_together(runtime, client, leader_then(8, wait=True))
     assert all(o.persisted for o in outcomes), outcomes
     assert len(fake.flush_calls) == 2
-    assert len(fake.flush_state_calls) == 2  # one poll for the leader, one for the eight
+    polls = fake.flush_state_calls
+    assert len(polls) == 9  # each caller polls GetFlushState in its own driver
+    shared = fake.flush_calls[1]
+    assert shared.time_remaining is not None
+    assert all(p.time_remaining is not None and p.started >= shared.ended for p in polls[1:])
 
 
-def test_the_shared_wait_polls_until_persisted(fake, client, runtime):
+def test_each_waiting_caller_polls_until_persisted(fake, client, runtime):
     fake.script_flush(delay(0.3))
-    fake.script_flush_state(flushed(True), flushed(False), flushed(False), flushed(True))
+    fake.script_flush_state(*[flushed(False)] * 6)  # then persisted (the default)
     outcomes = run_together(runtime, client, leader_then(4, wait=True))
     assert all(o.persisted for o in outcomes), outcomes
-    assert len(fake.flush_state_calls) == 4
+    assert len(fake.flush_state_calls) == 5 + 6
 
 
 def test_callers_that_do_not_wait_are_answered_at_the_flush(fake, client, runtime):
     fake.script_flush(delay(0.3))
-    fake.script_flush_state(delay(0.4, flushed(True)))  # the shared wait's poll
+    fake.script_flush_state(delay(0.4, flushed(True)))  # the waiter's poll
     callers = [Caller(), Caller(at=0.05), Caller(at=0.05, options={"wait": True})]
     _, quick, waiter = run_together(runtime, client, callers)
     assert not quick.persisted and waiter.persisted
@@ -249,7 +255,7 @@ def test_callers_that_do_not_wait_are_answered_at_the_flush(fake, client, runtim
 
 def test_a_waiter_that_times_out_leaves_the_others_waiting(fake, client, runtime):
     fake.script_flush(delay(0.3))
-    fake.script_flush_state(delay(0.5, flushed(True)))  # the shared wait's poll
+    fake.script_flush_state(delay(0.5, flushed(True)), delay(0.5, flushed(True)))
     callers = [
         Caller(),
         Caller(at=0.05, options={"wait": True, "timeout": 0.6}),
@@ -258,7 +264,8 @@ def test_a_waiter_that_times_out_leaves_the_others_waiting(fake, client, runtime
     _, quitter, stayer = run_together(runtime, client, callers)
     assert isinstance(quitter, flushkit.FlushTimeoutError)
     assert stayer.persisted
-    assert not fake.flush_state_calls[-1].cancelled
+    assert fake.wait_for_cancellations(1)
+    assert sum(p.cancelled for p in fake.flush_state_calls) == 1  # the quitter's own poll
 
 
 def test_coalescing_is_removable(fake, client, runtime):

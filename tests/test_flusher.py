@@ -83,7 +83,7 @@ def test_result_is_immutable(flush):
 def test_failed_status_raises_its_class(flush, fake, behaviour, cls, code):
     fake.script_flush(*[behaviour] * 3)  # the default chain tries a retryable one 3 times
     with pytest.raises(cls) as caught:
-        flush("docs")
+        flush("docs", timeout=0.3)  # a throttled call waits for the next slot within it
     assert type(caught.value) is cls
     assert caught.value.code == code
     assert caught.value.collection_names == ("docs",)
@@ -101,7 +101,6 @@ def test_failed_status_raises_its_class(flush, fake, behaviour, cls, code):
         (grpc.StatusCode.CANCELLED, flushkit.ServiceUnavailableError, True),
         (grpc.StatusCode.INTERNAL, flushkit.ServerError, False),
         (grpc.StatusCode.UNIMPLEMENTED, flushkit.ServerError, False),
-        (grpc.StatusCode.RESOURCE_EXHAUSTED, flushkit.ServerError, False),
         (grpc.StatusCode.DEADLINE_EXCEEDED, flushkit.FlushTimeoutError, False),
     ],
 )
@@ -114,6 +113,15 @@ def test_grpc_failures_map_and_never_escape_raw(flush, fake, code, cls, retryabl
     assert caught.value.grpc_code == code.name
     assert caught.value.retryable is retryable
     assert caught.value.__cause__ is None or not isinstance(caught.value.__cause__, grpc.RpcError)
+
+
+def test_resource_exhausted_is_throttling_and_fails_once_the_budget_cannot_wait(flush, fake):
+    fake.script_flush(*[abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down")] * 3)
+    with pytest.raises(flushkit.RateLimitedError) as caught:
+        flush("docs", timeout=0.3)
+    assert caught.value.grpc_code == "RESOURCE_EXHAUSTED"
+    assert caught.value.retryable and caught.value.retry_after > 0
+    assert caught.value.throttled >= 1
 
 
 def test_timeout_covers_a_hanging_rpc_and_cancels_it_on_the_server(flush, fake):
@@ -192,7 +200,7 @@ def test_wait_with_a_failing_state_raises_its_class(flush, fake):
 def test_failed_flush_status_does_not_wait(flush, fake):
     fake.script_flush(*[status(8, 49, "rate limit exceeded", retriable=True)] * 3)
     with pytest.raises(flushkit.RateLimitedError):
-        flush("docs", wait=True)
+        flush("docs", wait=True, timeout=0.3)
     assert fake.flush_state_calls == []
 
 

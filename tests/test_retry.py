@@ -15,6 +15,7 @@ from .conftest import flush_in
 from .test_telemetry import RecordingLogger
 
 RATE_LIMITED = status(8, 49, "rate limit exceeded[rate=0.1]", retriable=True)
+UNAVAILABLE = status(2, 1, "service unavailable", retriable=True)
 REQUEST = FlushRequest(("docs",), "default", None, False, 0.0)
 
 
@@ -75,15 +76,15 @@ def chain(logger, **policy):
     )
 
 
-def test_rate_limited_twice_then_ok(fake, runtime, client):
+def test_unavailable_twice_then_ok(fake, runtime, client):
     logger = RecordingLogger()
-    fake.script_flush(RATE_LIMITED, RATE_LIMITED)
+    fake.script_flush(UNAVAILABLE, UNAVAILABLE)
     result = flush_in(runtime, client, middleware=chain(logger))("docs", timeout=5.0)
     assert result.status.ok and result.attempts == 3
     assert len(fake.flush_calls) == 3
     retries = [fields for _, event, fields in logger.events if event == "flushkit.flush.retrying"]
     assert [r["attempt"] for r in retries] == [1, 2]
-    assert all(r["error"] == "RateLimitedError" for r in retries)
+    assert all(r["error"] == "ServiceUnavailableError" for r in retries)
     assert logger.events[-1][1] == "flushkit.flush.succeeded"
     assert logger.events[-1][2]["attempts"] == 3
 
@@ -97,21 +98,21 @@ def test_not_retryable_fails_at_once(fake, runtime, client):
 
 
 def test_stops_at_the_maximum_number_of_attempts(fake, runtime, client):
-    fake.script_flush(*[RATE_LIMITED] * 5)
+    fake.script_flush(*[UNAVAILABLE] * 5)
     flush = flush_in(runtime, client, middleware=chain(RecordingLogger(), attempts=3))
-    with pytest.raises(flushkit.RateLimitedError) as caught:
+    with pytest.raises(flushkit.ServiceUnavailableError) as caught:
         flush("docs", timeout=5.0)
     assert caught.value.attempts == 3
     assert len(fake.flush_calls) == 3
 
 
 def test_never_sleeps_past_the_deadline_and_fails_with_the_last_error(fake, runtime, client):
-    fake.script_flush(*[RATE_LIMITED] * 20)
+    fake.script_flush(*[UNAVAILABLE] * 20)
     flush = flush_in(
         runtime, client, middleware=chain(RecordingLogger(), attempts=20, initial=0.2, jitter=0)
     )
     started = time.monotonic()
-    with pytest.raises(flushkit.RateLimitedError):
+    with pytest.raises(flushkit.ServiceUnavailableError):
         flush("docs", timeout=0.5)
     took = time.monotonic() - started
     assert took < 0.5, f"{took:.3f} s: it slept into the deadline instead of failing at once"
@@ -137,13 +138,13 @@ def test_a_timeout_is_not_retried(fake, runtime, client):
 
 
 def test_retry_is_removable(fake, runtime, client):
-    fake.script_flush(RATE_LIMITED)
+    fake.script_flush(UNAVAILABLE)
     without = [
         m
         for m in flushkit.default_middleware(logger=RecordingLogger())
         if not isinstance(m, flushkit.RetryMiddleware)
     ]
-    with pytest.raises(flushkit.RateLimitedError):
+    with pytest.raises(flushkit.ServiceUnavailableError):
         flush_in(runtime, client, middleware=without)("docs")
     assert len(fake.flush_calls) == 1
 
@@ -154,3 +155,21 @@ def test_a_coalesced_failure_is_retried_after_the_full_backoff_without_jitter():
     shared.coalesced = True
     assert policy.pause_after(1, shared, None, 0.999) == 1.0
     assert policy.pause_after(1, shared, None, 0.0) == 1.0
+
+
+def test_a_rate_limited_error_is_retried_only_if_its_retry_after_fits_the_budget():
+    policy = flushkit.RetryPolicy(initial=0.1, jitter=0)
+    late = error()
+    late.retry_after = 2.0
+    assert policy.pause_after(1, late, 1.5, 0.0) is None  # the slot is past the deadline
+    assert policy.pause_after(1, late, 3.0, 0.0) == pytest.approx(2.0)  # waits for the slot
+    assert policy.pause_after(1, late, None, 0.0) == pytest.approx(2.0)
+
+
+def test_throttled_answers_do_not_use_up_attempts(fake, runtime, client):
+    fake.script_flush(*[status(8, 49, "rate limit exceeded[rate=50]", retriable=True)] * 4)
+    flush = flush_in(runtime, client, middleware=chain(RecordingLogger(), attempts=1))
+    result = flush("docs", timeout=10.0)
+    assert result.status.ok and result.attempts == 1
+    assert result.throttled == 4
+    assert len(fake.flush_calls) == 5

@@ -95,13 +95,13 @@ def test_span_for_several_collections_is_named_after_the_database(observed, span
 
 
 def test_failed_span_has_error_type_and_status_code(observed, spans, fake):
-    fake.script_flush(*[status(8, 49, "rate limit exceeded", retriable=True)] * 3)
-    with pytest.raises(flushkit.RateLimitedError):
+    fake.script_flush(*[status(2, 1, "service unavailable", retriable=True)] * 3)
+    with pytest.raises(flushkit.ServiceUnavailableError):
         observed("docs")
     (span,) = spans.get_finished_spans()  # one span for the call, retries included
     assert span.status.status_code is StatusCode.ERROR
-    assert span.attributes["error.type"] == "flushkit.RateLimitedError"
-    assert span.attributes["db.response.status_code"] == "8"
+    assert span.attributes["error.type"] == "flushkit.ServiceUnavailableError"
+    assert span.attributes["db.response.status_code"] == "2"
     assert [e.name for e in span.events] == ["flushkit.retry", "flushkit.retry", "exception"]
     assert [e.attributes["flushkit.attempt"] for e in span.events[:2]] == [1, 2]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from ._core import Await, Call
+from ._effects import Await, Call, Start
 from ._facade import USE_FLUSHER_DEFAULT, FlusherBase, UseFlusherDefault
 from ._models import FlushResult, Pause
 
@@ -43,7 +43,7 @@ class AsyncFlusher(FlusherBase):
                 steps.throw(exc)
         return steps.result
 
-    async def _perform(self, effect: Call | Await | Pause) -> Any:
+    async def _perform(self, effect: Call | Start | Await | Pause) -> Any:
         if isinstance(effect, Pause):
             return await anyio.sleep(effect.seconds)
         return await self._transport.perform_async(effect)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from ._core import Await, Call
+from ._effects import Await, Call, Start
 from ._facade import USE_FLUSHER_DEFAULT, FlusherBase, UseFlusherDefault
 from ._models import FlushResult, Pause
 
@@ -15,10 +15,13 @@ from ._models import FlushResult, Pause
 class Flusher(FlusherBase):
     """Flushes Milvus collections through the middleware chain, blocking.
 
-    ``Flusher(client, timeout=60.0, middleware=None)``: ``client`` is a pymilvus
-    ``MilvusClient``, whose connection flushkit uses; ``timeout`` the default budget of
-    each flush in seconds (``None``: no limit); ``middleware`` the chain, outermost first
-    (``None``: :func:`default_middleware`). Thread-safe: share one per client.
+    ``Flusher(client, timeout=60.0, middleware=None, flush_interval=0.0)``: ``client`` is
+    a pymilvus ``MilvusClient``, whose connection flushkit uses; ``timeout`` the default
+    budget of each flush in seconds (``None``: no limit); ``middleware`` the chain,
+    outermost first (``None``: :func:`default_middleware`); ``flush_interval`` the least
+    time between two Flushes of one collection the server admits (its
+    ``quotaAndLimits.flushRate.collection.max`` is ``1 / flush_interval``; 0: learn it
+    from the server's first throttled answer). Thread-safe: share one per client.
     """
 
     def flush(
@@ -44,7 +47,7 @@ class Flusher(FlusherBase):
                 steps.throw(exc)
         return steps.result
 
-    def _perform(self, effect: Call | Await | Pause) -> Any:
+    def _perform(self, effect: Call | Start | Await | Pause) -> Any:
         if isinstance(effect, Pause):
             return time.sleep(effect.seconds)
         return self._transport.perform(effect)

@@ -1,29 +1,33 @@
-"""The core flush: the Flush RPC, then optionally waiting until the segments persist.
+"""The core flush: a Flush RPC per collection at the moment its lane allows, then
+optionally waiting until the sealed segments persist.
 
-The core is a flow like a middleware's, but it yields :class:`Call` effects, which the
-drivers perform over gRPC, :class:`Pause` effects between polls, and, when the call is
-coalesced (:mod:`flushkit._coalescing`), :class:`Await` effects for the shared RPCs it
-joined. It never raises for a Milvus status: a status that is not OK is returned in the
-result for the status middleware to translate.
+The core is a flow like a middleware's, but it yields the effects of
+:mod:`flushkit._effects` (RPCs, shared RPCs to start, waits for the call's bell) and
+:class:`~flushkit.Pause`\\ s between polls, which the drivers perform. What to do next is
+the lanes' answer (:mod:`flushkit._lanes`): a throttled answer makes the call wait for
+its collection's next slot and try again, within its budget; a call whose budget ends
+before that slot fails at once with :class:`~flushkit.RateLimitedError`. The core never
+raises for any other Milvus status: a status that is not OK is returned in the result
+for the status middleware to translate.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
-from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Generator
+from typing import Any
 
+from opentelemetry import trace
 from pymilvus.grpc_gen import milvus_pb2
 
+from ._effects import FLUSH, GET_FLUSH_STATE, Await, Call, Start
+from ._exceptions import FlushError, RateLimitedError, rate_limited_error, timeout_error
+from ._lanes import Lanes, Lead, Plan, Refuse, Share, answered
 from ._models import FlushRequest, FlushResult, Pause, Status, merged_result, result_from_proto
 
-if TYPE_CHECKING:
-    from ._coalescing import Lanes, Ticket
-
-__all__ = ["FLUSH", "GET_FLUSH_STATE", "Await", "Call", "flush_flow", "wait_until_persisted"]
-
-FLUSH = "Flush"
-GET_FLUSH_STATE = "GetFlushState"
+__all__ = ["flush_flow", "wait_until_persisted"]
 
 #: The first poll of GetFlushState comes right after the Flush RPC; between later polls
 #: the pause starts here and grows by POLL_GROWTH up to POLL_MAX (pymilvus sleeps 0.5 s).
@@ -31,74 +35,122 @@ POLL_FIRST = 0.005
 POLL_GROWTH = 1.5
 POLL_MAX = 0.25
 
-
-class Call(NamedTuple):
-    """An RPC for the driver to perform: ``method`` with ``message`` for ``request``."""
-
-    method: str
-    message: Any
-    request: FlushRequest
-
-
-class Await(NamedTuple):
-    """Wait for the shared rounds of ``tickets`` within ``request``'s deadline; the driver
-    answers with their results (or raises the first error)."""
-
-    tickets: tuple[Ticket, ...]
-    request: FlushRequest
-
-
-Effects = Generator[Call | Await | Pause, Any, FlushResult]
+Effects = Generator[Call | Start | Await | Pause, Any, FlushResult]
 
 
 def flush_flow(request: FlushRequest, *, lanes: Lanes) -> Effects:
-    """Flush ``request``'s collections, through ``lanes`` when it asks to be coalesced."""
-    if not request.coalesce:
-        return (yield from _flush_and_wait(request, _nothing))
-    membership = lanes.join(request)
+    """Flush ``request``'s collections, each when its lane lets it go."""
+    plan = lanes.plan(request)
+    paced = 0.0
     try:
-        parts: list[FlushResult] = []
-        if membership.led:  # lanes with nothing in flight: this call sends their Flush
+        paced = yield from _flush_all(request, plan)
+        result = yield from _result(request, plan)
+    except FlushError as error:
+        error.throttled = sum(ticket.throttled for ticket in plan.tickets)
+        error.paced = paced
+        raise
+    finally:
+        plan.leave()
+    throttled = sum(ticket.throttled for ticket in plan.tickets)
+    if throttled or paced:
+        return dataclasses.replace(result, throttled=throttled, paced=paced)
+    return result
+
+
+def _flush_all(request: FlushRequest, plan: Plan) -> Generator[Any, Any, float]:
+    """Get every collection of ``request`` flushed; returns the seconds spent waiting
+    for a slot."""
+    paced = 0.0
+    announced: float | None = None
+    deadline = request.deadline
+    while True:
+        for ticket in plan.tickets:
+            if ticket.error is not None:
+                ticket.outcome()  # raises it: no need to wait for the others
+        now = time.monotonic()
+        step = plan.next(now)
+        if step is None:
+            return paced
+        if isinstance(step, Lead):
             led = request
-            if len(membership.led) < len(request.collection_names):
-                led = request.replace(collection_names=membership.led)
-            part = yield from _flush_and_wait(led, membership.flushed)
-            if not membership.tickets:
-                return part
-            if not part.status.ok:
-                return merged_result(request, [part])
-            parts.append(part)
-        parts.extend((yield Await(membership.tickets, request)))
-        return merged_result(request, parts)
-    finally:
-        membership.leave()
+            if len(step.names) < len(request.collection_names):
+                led = request.replace(collection_names=step.names)
+            try:
+                response = yield Call(FLUSH, _flush_message(led), led)
+            except BaseException as exc:
+                plan.answered(step.tickets, None, exc if isinstance(exc, Exception) else None)
+                if isinstance(exc, RateLimitedError):  # RESOURCE_EXHAUSTED: wait, try again
+                    continue
+                raise
+            plan.answered(step.tickets, response, None)
+        elif isinstance(step, Share):
+            call = Call(FLUSH, _flush_message(step.request), step.request)
+            try:
+                future = yield Start(call, functools.partial(answered, step.round))
+            except BaseException:
+                plan.unsend(step.round)
+                raise
+            plan.started(step.round, future)
+        elif isinstance(step, Refuse):
+            raise rate_limited_error(
+                request, step.ticket.name, step.retry_after, step.status, step.exhausted
+            )
+        else:
+            if deadline is not None and now >= deadline:
+                raise timeout_error(request, "waiting for its turn to flush")
+            until = step.until
+            if deadline is not None and (until is None or deadline < until):
+                until = deadline
+            if step.paced and step.until != announced:
+                announced = step.until
+                _announce_pacing(request, step.until - now if step.until else 0.0)
+            yield Await(plan.bell, until)
+            if step.paced:
+                paced += time.monotonic() - now
 
 
-def _nothing() -> None:
-    pass
+def _announce_pacing(request: FlushRequest, seconds: float) -> None:
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.add_event("flushkit.paced", {"flushkit.paced.wait_s": seconds})
 
 
-def _flush_and_wait(
-    request: FlushRequest, flushed: Callable[[], None]
-) -> Generator[Call | Pause, Any, FlushResult]:
-    """One Flush RPC for ``request`` (``flushed`` runs once it has ended), then the wait."""
-    try:
-        response = yield Call(
-            FLUSH,
-            milvus_pb2.FlushRequest(
-                db_name=request.db_name, collection_names=request.collection_names
-            ),
-            request,
-        )
-    finally:
-        flushed()
-    status = Status.from_proto(response.status)
-    if not status.ok or not request.wait:
-        return result_from_proto(response, request, status, persisted=False)
-    failure = yield from wait_until_persisted(request, response)
-    if failure is not None:
-        return result_from_proto(response, request, failure, persisted=False)
-    return result_from_proto(response, request, status, persisted=True)
+def _result(request: FlushRequest, plan: Plan) -> Generator[Any, Any, FlushResult]:
+    """The call's result from its collections' answers, after the wait if it asked."""
+    groups: dict[int, tuple[Any, list[str], bool]] = {}
+    for ticket in plan.tickets:
+        response = ticket.outcome()
+        group = groups.get(id(response))
+        if group is None:
+            groups[id(response)] = (response, [ticket.name], ticket.coalesced)
+        else:
+            group[1].append(ticket.name)
+    answers = []
+    for response, names, coalesced in groups.values():
+        part = request
+        if len(names) < len(request.collection_names):
+            part = request.replace(collection_names=tuple(names))
+        answers.append((response, part, Status.from_proto(response.status), coalesced))
+    failed = any(not status.ok for _, _, status, _ in answers)
+    parts = []
+    for response, part, status, coalesced in answers:
+        persisted = False
+        if request.wait and not failed:
+            failure = yield from wait_until_persisted(part, response)
+            if failure is not None:
+                status, failed = failure, True
+            else:
+                persisted = True
+        parts.append(result_from_proto(response, part, status, persisted, coalesced))
+    if len(parts) == 1:
+        return parts[0]
+    return merged_result(request, parts)
+
+
+def _flush_message(request: FlushRequest) -> Any:
+    return milvus_pb2.FlushRequest(
+        db_name=request.db_name, collection_names=request.collection_names
+    )
 
 
 def wait_until_persisted(

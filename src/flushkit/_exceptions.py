@@ -3,11 +3,13 @@
 ::
 
     FlushError                      code, error_code, reason, collection_names, db_name,
-    │                               retryable, grpc_code, attempts, coalesced
+    │                               retryable, grpc_code, attempts, coalesced, throttled,
+    │                               paced, retry_after
     ├── FlushTimeoutError           also a TimeoutError: the call's budget ran out
     ├── CollectionNotFoundError     code 100 / legacy CollectionNotExists
     ├── DatabaseNotFoundError       code 800
-    ├── RateLimitedError            codes 4, 8 / legacy RateLimit; retryable
+    ├── RateLimitedError            codes 4, 8 / legacy RateLimit; gRPC RESOURCE_EXHAUSTED;
+    │                               the budget ends before the server admits the next flush
     ├── ServiceUnavailableError     also a ConnectionError: codes 1, 2 / legacy NotReadyServe,
     │                               ConnectFailed; gRPC UNAVAILABLE, CANCELLED by the server
     ├── PermissionDeniedError       also a PermissionError: codes 1400, 1401 / legacy
@@ -27,14 +29,12 @@ any RPC. Cancellation is never a ``FlushError``: it propagates as the runtime's 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
+from ._effects import Call
 from ._models import FlushRequest, Status
-
-if TYPE_CHECKING:
-    from ._core import Call
 
 __all__ = [
     "ClientClosedError",
@@ -58,7 +58,10 @@ class FlushError(Exception):
     failure came from gRPC or from flushkit itself, in which case ``grpc_code`` may name
     the gRPC status). ``retryable`` says whether the same flush may succeed if tried again;
     ``attempts`` how many times it was tried; ``coalesced`` whether the failed Flush was
-    one that other calls shared.
+    one that other calls shared; ``throttled`` how many throttled answers the Flush RPCs
+    this call sent got; ``paced`` the seconds it waited for its collection's next slot;
+    ``retry_after`` (a :class:`RateLimitedError` raised before the slot) the seconds until
+    the server is expected to admit a Flush again.
     """
 
     def __init__(
@@ -85,6 +88,12 @@ class FlushError(Exception):
         self.attempts = 1
         #: Whether the failed Flush RPC was shared with other calls (coalescing).
         self.coalesced = False
+        #: Throttled answers to the Flush RPCs this call sent.
+        self.throttled = 0
+        #: Seconds the call waited for its collections' next slots.
+        self.paced = 0.0
+        #: Seconds until the server is expected to admit a Flush (rate limiting only).
+        self.retry_after: float | None = None
 
     @property
     def message(self) -> str:
@@ -114,7 +123,9 @@ class DatabaseNotFoundError(FlushError):
 
 
 class RateLimitedError(FlushError):
-    """The server throttled the flush (by default one per collection every 10 s)."""
+    """The server throttles Flush (by default one per collection every 10 s) and the
+    call's budget ends before the server will admit the next one: ``retry_after`` says
+    in how many seconds it will."""
 
 
 class ServiceUnavailableError(FlushError, ConnectionError):
@@ -228,6 +239,36 @@ def error_from_status(status: Status, request: FlushRequest) -> FlushError:
     )
 
 
+def rate_limited_error(
+    request: FlushRequest,
+    name: str,
+    retry_after: float,
+    status: Status | None,
+    exhausted: bool = False,
+) -> RateLimitedError:
+    """The error for a call whose budget ends before its collection's next slot
+    (``status``: the last throttled answer; ``exhausted``: it was gRPC's
+    RESOURCE_EXHAUSTED)."""
+    message = (
+        f"{describe(request)} is rate limited: the server admits the next flush of "
+        f"{name!r} in {retry_after:.3g} s, after the call's budget ends"
+    )
+    if status is not None and status.reason:
+        message = f"{message}: {status.reason}"
+    error = RateLimitedError(
+        message,
+        code=None if status is None else status.code,
+        error_code="" if status is None else status.error_code,
+        reason="" if status is None else status.reason,
+        collection_names=request.collection_names,
+        db_name=request.db_name,
+        retryable=True,
+        grpc_code="RESOURCE_EXHAUSTED" if exhausted else None,
+    )
+    error.retry_after = retry_after
+    return error
+
+
 def timeout_error(request: FlushRequest, during: str) -> FlushTimeoutError:
     """The error for a flush whose budget ran out ``during`` some step."""
     budget = "its deadline" if request.timeout is None else f"{request.timeout:g} s"
@@ -246,6 +287,7 @@ _BY_GRPC_CODE: Mapping[grpc.StatusCode, tuple[type[FlushError], bool]] = {
     grpc.StatusCode.PERMISSION_DENIED: (PermissionDeniedError, False),
     grpc.StatusCode.INVALID_ARGUMENT: (InvalidArgumentError, False),
     grpc.StatusCode.ABORTED: (ServerError, True),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (RateLimitedError, True),
 }
 
 

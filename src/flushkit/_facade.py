@@ -8,13 +8,14 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from ._chain import Chain, Middleware, Steps
-from ._coalescing import Lanes
-from ._core import Await, Call, flush_flow
+from ._core import flush_flow
+from ._effects import Await, Call, Start
 from ._exceptions import ClientClosedError
+from ._lanes import Lanes
 from ._middleware import default_middleware
 from ._models import FlushRequest, Pause
 from ._transport import Transport
-from ._validation import collection_names_of, db_name_of, timeout_of, wait_of
+from ._validation import collection_names_of, db_name_of, interval_of, timeout_of, wait_of
 
 
 class UseFlusherDefault:
@@ -40,10 +41,12 @@ class FlusherBase:
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
         middleware: Sequence[Middleware] | None = None,
+        flush_interval: float = 0.0,
     ) -> None:
         self.timeout = timeout_of(timeout)
+        self.flush_interval = interval_of(flush_interval)
         self._transport = Transport(client)
-        lanes = Lanes(self._transport.identity, self._transport.start)
+        lanes = Lanes(self._transport.identity, self.flush_interval)
         self._chain = Chain(
             default_middleware() if middleware is None else middleware,
             functools.partial(flush_flow, lanes=lanes),
@@ -71,13 +74,13 @@ class FlusherBase:
         """The chain, outermost first."""
         return self._chain.middleware
 
-    def _steps(self, request: FlushRequest) -> Steps[Call | Await | Pause]:
+    def _steps(self, request: FlushRequest) -> Steps[Call | Start | Await | Pause]:
         return self._chain.steps(request)
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({self._transport.connection!r}, timeout={self.timeout!r}, "
-            f"middleware={list(self.middleware)!r})"
+            f"flush_interval={self.flush_interval!r}, middleware={list(self.middleware)!r})"
         )
 
 

@@ -113,7 +113,9 @@ class FlushResult:
     time (Unix seconds) and ``coll_flush_ts`` to the flush timestamp (a hybrid timestamp).
     ``persisted`` is true when ``wait=True`` saw the server report the sealed segments
     persisted. ``elapsed`` is in seconds. ``attempts`` counts the tries (retries);
-    ``coalesced`` is true when a Flush RPC of this call was shared with other calls.
+    ``coalesced`` is true when a Flush RPC of this call was shared with other calls;
+    ``throttled`` counts the throttled answers to Flush RPCs this call sent, and
+    ``paced`` the seconds it waited for its collections' next slots (rate limiting).
     """
 
     coll_segIDs: Mapping[str, tuple[int, ...]]
@@ -126,6 +128,8 @@ class FlushResult:
     persisted: bool = False
     attempts: int = 1
     coalesced: bool = False
+    throttled: int = 0
+    paced: float = 0.0
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_result, tuple(_plain(getattr(self, f.name)) for f in _RESULT_FIELDS))

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from . import _lanes
 from .testing import MilvusTestServer
 
 
@@ -30,5 +31,6 @@ def milvus_test_server(
     if server._server is None:  # a test stopped it
         server.start()
     server.reset()
+    _lanes.forget(f"127.0.0.1:{server.port}")
     yield server
     server.reset()

@@ -1,9 +1,11 @@
-"""The last I/O step: one RPC on the client's channel, or the wait for shared ones.
+"""The last I/O step: one RPC on the client's channel, a shared RPC started, or a wait.
 
 Both facades share everything here but the final wait: :meth:`Transport.perform` blocks,
-:meth:`Transport.perform_async` awaits without holding a thread. An ``Await`` effect (a
-coalesced call waiting for the shared RPCs it joined) is waited for the same two ways;
-:meth:`Transport.start` sends a shared RPC as a gRPC future that belongs to no caller.
+:meth:`Transport.perform_async` awaits without holding a thread. The effects
+(:mod:`flushkit._effects`) are a :class:`Call` (an RPC for the calling task), a
+:class:`Start` (a shared round's RPC, a gRPC future that belongs to no caller, whose
+outcome goes to the lanes from gRPC's thread) and an :class:`Await` (sleep until the
+call's bell rings or a time comes).
 
 Why a gRPC future and not ``grpc.aio`` or a worker thread for the async facade: the
 future runs on the client's own (blocking) channel, so it needs no second connection per
@@ -32,9 +34,8 @@ import grpc
 from pymilvus.grpc_gen import milvus_pb2
 
 from ._completion_thread import ChannelFutures, futures_of
-from ._core import FLUSH, GET_FLUSH_STATE, Await, Call
+from ._effects import FLUSH, GET_FLUSH_STATE, Await, Call, Start
 from ._exceptions import error_from_rpc, timeout_error
-from ._models import FlushRequest, FlushResult
 from ._pymilvus import MilvusConnection
 from ._wakeups import threadsafe_setter
 
@@ -94,21 +95,36 @@ class Transport:
         """Which calls may share an RPC: same server, same credentials."""
         return self.connection.identity
 
-    def perform(self, effect: Call | Await) -> Any:
-        """Perform an RPC, or wait for shared ones, blocking."""
-        if isinstance(effect, Await):
-            return _await_blocking(effect)
-        return self.call(effect)
+    def perform(self, effect: Call | Start | Await) -> Any:
+        """Perform an RPC, start a shared one, or wait, blocking."""
+        if isinstance(effect, Call):
+            return self.call(effect)
+        if isinstance(effect, Start):
+            return self.start(effect)
+        return _await_blocking(effect)
 
-    async def perform_async(self, effect: Call | Await) -> Any:
-        """Perform an RPC, or wait for shared ones, without blocking the event loop."""
-        if isinstance(effect, Await):
-            return await _await_async(effect)
-        return await self.call_async(effect)
+    async def perform_async(self, effect: Call | Start | Await) -> Any:
+        """Perform an RPC, start a shared one, or wait, without blocking the event loop."""
+        if isinstance(effect, Call):
+            return await self.call_async(effect)
+        if isinstance(effect, Start):
+            return self.start(effect)
+        return await _await_async(effect)
 
-    def start(self, call: Call, when_done: Callable[[grpc.Future], object]) -> grpc.Future:
-        """Start ``call`` (a shared round's RPC) and return its gRPC future;
-        ``when_done(future)`` runs once it has ended."""
+    def start(self, effect: Start) -> grpc.Future:
+        """Start a shared round's RPC and return its gRPC future; ``effect.then`` gets
+        its outcome on gRPC's thread."""
+        call, then = effect
+
+        def when_done(future: grpc.Future) -> None:
+            try:
+                response, error = future.result(), None
+            except grpc.FutureCancelledError:
+                response, error = None, None
+            except grpc.RpcError as exc:
+                response, error = None, error_from_rpc(exc, call)
+            then(response, error)
+
         return self._future(call, _remaining(call), when_done)
 
     def call(self, call: Call) -> Any:
@@ -165,27 +181,27 @@ def _remaining(call: Call) -> float | None:
     return remaining
 
 
-def _await_blocking(effect: Await) -> tuple[FlushResult, ...]:
-    """Wait for each ticket's shared round, within the caller's own deadline."""
-    for ticket in effect.tickets:
-        answered = threading.Event()
-        if ticket.when_done(answered.set) and not answered.wait(_time_left(effect.request)):
-            raise timeout_error(effect.request, "waiting for a shared Flush")
-    return tuple(ticket.result() for ticket in effect.tickets)
+def _await_blocking(effect: Await) -> None:
+    """Sleep until the bell rings or ``until`` comes."""
+    answered = threading.Event()
+    if effect.bell.arm(answered.set):
+        try:
+            answered.wait(_until(effect))
+        finally:
+            effect.bell.disarm()
 
 
-async def _await_async(effect: Await) -> tuple[FlushResult, ...]:
-    """Wait for each ticket's shared round, within the caller's deadline and cancel scope."""
-    for ticket in effect.tickets:
-        answered = anyio.Event()
-        if ticket.when_done(threadsafe_setter(answered)):
-            left = _time_left(effect.request)
-            with anyio.move_on_after(math.inf if left is None else left) as budget:
+async def _await_async(effect: Await) -> None:
+    """Sleep until the bell rings or ``until`` comes, within the caller's cancel scope."""
+    answered = anyio.Event()
+    if effect.bell.arm(threadsafe_setter(answered)):
+        try:
+            left = _until(effect)
+            with anyio.move_on_after(math.inf if left is None else left):
                 await answered.wait()
-            if budget.cancelled_caught:
-                raise timeout_error(effect.request, "waiting for a shared Flush")
-    return tuple(ticket.result() for ticket in effect.tickets)
+        finally:
+            effect.bell.disarm()
 
 
-def _time_left(request: FlushRequest) -> float | None:
-    return None if request.deadline is None else max(request.deadline - time.monotonic(), 0.0)
+def _until(effect: Await) -> float | None:
+    return None if effect.until is None else max(effect.until - time.monotonic(), 0.0)

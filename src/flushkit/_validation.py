@@ -65,3 +65,16 @@ def wait_of(value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"wait must be True or False, not {type(value).__name__}: {value!r}")
     return value
+
+
+def interval_of(value: Any) -> float:
+    """``flush_interval``: a finite number of seconds, 0 or more."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"flush_interval must be a number of seconds, not {type(value).__name__}: {value!r}"
+        )
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"flush_interval must be a finite number of seconds, 0 or more, not {value!r}"
+        )
+    return float(value)

@@ -29,6 +29,15 @@ GetFlushState):
 naming one answers "collection not found" (code 100, legacy CollectionNotExists) as Milvus
 does, whatever else the call names, without consuming a script.
 
+``server.limit_flush_rate(rate)`` throttles Flush as Milvus's proxy does (2.4+:
+``quotaAndLimits.flushRate.collection.max``, per collection; ``per_collection=False``: one
+limiter for the whole server, as Milvus 2.3): a Flush arriving less than ``1 / rate``
+seconds after the last admitted Flush of a collection it names answers Milvus's rate-limit
+status (code 8, RateLimit 49, retriable, "... rate limit exceeded[rate=0.1]"), admits none
+of its collections and consumes no script (a missing collection answers "not found"
+first). Milvus's token bucket lets a burst through; this limiter is the simpler pacing
+rule. ``server.throttled_calls`` lists the throttled Flush calls (``Call.throttled``).
+
 Every call is recorded (``server.calls``, ``flush_calls``, ``flush_state_calls``) with
 its metadata, its deadline, and whether the server saw the client cancel it (or its
 deadline pass) before answering; ``wait_for_calls`` and ``wait_for_cancellations`` block
@@ -41,12 +50,15 @@ client per address and token: pymilvus pools connections.
 from __future__ import annotations
 
 import itertools
+import math
+import numbers
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeAlias
 
 import grpc
@@ -199,6 +211,7 @@ class Call:
     started: float  # time.monotonic()
     ended: float = 0.0  # time.monotonic(); 0.0 while in flight
     cancelled: bool = False  # the client cancelled or its deadline passed before an answer
+    throttled: bool = False  # a Flush answered by ``limit_flush_rate``'s limiter
 
 
 def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
@@ -222,6 +235,30 @@ def _status_pb(behaviour: Status) -> Any:
         reason=behaviour.reason,
         retriable=behaviour.retriable,
         detail=behaviour.detail,
+    )
+
+
+def _go_float(value: float) -> str:
+    """``value`` as Go's ``%v`` prints a float64: 0.1, 1, 2.5, 100000, 1e+06, 1e-05."""
+    shortest = Decimal(repr(value)).normalize()  # repr: the shortest round-tripping digits
+    _, digits, exponent = shortest.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    point = len(digits) - 1 + exponent  # the decimal exponent of the first digit
+    if point < -4 or point >= 6:  # strconv's %g for the shortest digits: %e outside [-4, 6)
+        mantissa = "".join(map(str, digits))
+        fraction = f".{mantissa[1:]}" if len(mantissa) > 1 else ""
+        return f"{mantissa[0]}{fraction}e{'-' if point < 0 else '+'}{abs(point):02d}"
+    return format(shortest, "f")
+
+
+def _rate_limited(rate: float) -> Status:
+    """Milvus's answer to a Flush its proxy's rate limiter rejects."""
+    return status(
+        8,  # merr.ErrServiceRateLimit
+        49,  # commonpb.ErrorCode_RateLimit
+        "request is rejected by grpc RateLimiter middleware, please retry later: "
+        f"rate limit exceeded[rate={_go_float(rate)}]",
+        retriable=True,
     )
 
 
@@ -286,6 +323,9 @@ class MilvusTestServer:
         self._scripts: dict[str, deque[Behaviour]] = {FLUSH: deque(), FLUSH_STATE: deque()}
         self._defaults: dict[str, Behaviour] = {FLUSH: ok(), FLUSH_STATE: flushed(True)}
         self._missing: set[str] = set()
+        self._flush_rate: float | None = None
+        self._flush_per_collection = True
+        self._last_admitted: dict[str | None, float] = {}  # collection (None: all): monotonic
         self._waiters: set[threading.Event] = set()
         self._stopping = False
         self._server: grpc.Server | None = None
@@ -357,12 +397,41 @@ class MilvusTestServer:
         with self._lock:
             self._missing.update(collection_names)
 
+    def limit_flush_rate(self, rate: float | None, *, per_collection: bool = True) -> None:
+        """From now on, throttle Flush to ``rate`` per second (None: stop throttling).
+
+        A Flush is admitted when at least ``1 / rate`` seconds have passed since the last
+        admitted Flush of every collection it names (the first Flush of a collection always
+        is); otherwise it answers Milvus's rate-limit status (code 8, error_code 49 RateLimit,
+        retriable, reason "request is rejected by grpc RateLimiter middleware, please retry
+        later: rate limit exceeded[rate=<rate>]"), admits none of its collections, consumes
+        no script, and its ``Call`` is marked ``throttled``. ``per_collection=False``: one
+        limiter for every Flush of the server, as Milvus 2.3's proxy. An admitted Flush
+        counts whatever its script then answers. Each call forgets the limiter's past
+        admissions; ``reset()`` turns it off.
+        """
+        if rate is not None and not (
+            isinstance(rate, numbers.Real)
+            and not isinstance(rate, bool)
+            and math.isfinite(rate)
+            and rate > 0
+        ):
+            raise ValueError(f"limit_flush_rate needs a finite rate > 0 or None, not {rate!r}")
+        with self._lock:
+            self._flush_rate = None if rate is None else float(rate)
+            self._flush_per_collection = per_collection
+            self._last_admitted.clear()
+
     def reset(self) -> None:
-        """Forget scripts, missing collections and records (calls in flight keep running)."""
+        """Forget scripts, missing collections, the Flush rate limit and records.
+
+        Calls in flight keep running."""
         with self._lock:
             for queue in self._scripts.values():
                 queue.clear()
             self._missing.clear()
+            self._flush_rate = None
+            self._last_admitted.clear()
             self._calls = []
 
     def clear_calls(self) -> None:
@@ -392,6 +461,11 @@ class MilvusTestServer:
     def flush_state_calls(self) -> list[Call]:
         return [call for call in self.calls if call.method == FLUSH_STATE]
 
+    @property
+    def throttled_calls(self) -> list[Call]:
+        """The Flush calls ``limit_flush_rate``'s limiter answered "rate limit exceeded"."""
+        return [call for call in self.calls if call.throttled]
+
     def wait_for_calls(self, n: int, method: str | None = None, timeout: float = 2.0) -> bool:
         """Block until ``n`` calls (of ``method``, if given) have arrived."""
         return self._wait_until(
@@ -407,13 +481,7 @@ class MilvusTestServer:
             return self._changed.wait_for(predicate, timeout)
 
     def _record(self, method: str, request: Any, context: grpc.ServicerContext) -> Call:
-        call = Call(
-            method=method,
-            request=request,
-            metadata=_metadata(context),
-            time_remaining=_time_remaining(context),
-            started=time.monotonic(),
-        )
+        call = _new_call(method, request, context)
         with self._changed:
             self._calls.append(call)
             self._changed.notify_all()
@@ -422,12 +490,18 @@ class MilvusTestServer:
     # serving
 
     def _serve(self, method: str, request: Any, context: grpc.ServicerContext) -> Any:
-        call = self._record(method, request, context)
+        call = _new_call(method, request, context)
         names = request.collection_names if method == FLUSH else [request.collection_name]
-        with self._lock:
+        with self._changed:  # recorded and decided at once: records never show a stale call
+            self._calls.append(call)
+            self._changed.notify_all()
             ghost = next((name for name in names if name in self._missing), None)
+            rate = self._flush_rate if method == FLUSH else None
             if ghost is not None:
                 behaviour: Behaviour = status(100, 4, f"collection not found[collection={ghost}]")
+            elif rate is not None and not self._admit(names, rate):
+                call.throttled = True
+                behaviour = _rate_limited(rate)
             else:
                 queue = self._scripts[method]
                 behaviour = queue.popleft() if queue else self._defaults[method]
@@ -437,6 +511,20 @@ class MilvusTestServer:
             return self._behave(behaviour, method, request, context, call)
         finally:
             call.ended = time.monotonic()
+
+    def _admit(self, names: Any, rate: float) -> bool:
+        """The Flush rate limiter (under the lock): admit a Flush naming ``names``?"""
+        keys: list[str | None] = [None]  # one limiter for the whole server
+        if self._flush_per_collection:
+            keys = list(dict.fromkeys(names))  # unique, in order
+        now = time.monotonic()
+        for key in keys:
+            last = self._last_admitted.get(key)
+            if last is not None and (now - last) * rate < 1:
+                return False
+        for key in keys:
+            self._last_admitted[key] = now
+        return True
 
     def _behave(
         self,
@@ -496,6 +584,16 @@ class MilvusTestServer:
             call.cancelled = True
             self._changed.notify_all()
         context.abort(grpc.StatusCode.CANCELLED, "the client went before the answer")
+
+
+def _new_call(method: str, request: Any, context: grpc.ServicerContext) -> Call:
+    return Call(
+        method=method,
+        request=request,
+        metadata=_metadata(context),
+        time_remaining=_time_remaining(context),
+        started=time.monotonic(),
+    )
 
 
 def _flush_response(behaviour: Ok, request: Any, context: grpc.ServicerContext) -> Any:

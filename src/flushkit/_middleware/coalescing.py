@@ -1,7 +1,7 @@
 """Coalescing: let concurrent flushes of one collection share one Flush RPC.
 
 This middleware only marks each request as willing to share; the core flush does the
-sharing (:mod:`flushkit._coalescing`). Remove it from the chain and every call sends its
+sharing (:mod:`flushkit._lanes`). Remove it from the chain and every call sends its
 own Flush RPC.
 """
 

@@ -58,12 +58,19 @@ class RetryPolicy:
 
         None means give up now and raise ``error``: it is not retryable, the tries are
         used up, or the next try could not start before the deadline (``remaining``
-        seconds away; None for no deadline). ``chance`` is a random number in [0, 1).
+        seconds away; None for no deadline). A :class:`~flushkit.RateLimitedError`'s
+        ``retry_after`` is the least pause. ``chance`` is a random number in [0, 1).
+
+        Throttled answers never reach this policy while the budget can carry another
+        try: the core flush waits for the collection's next slot itself, so they use up
+        no attempts.
         """
         if not (isinstance(error, FlushError) and error.retryable) or attempt >= self.attempts:
             return None
         backoff = min(self.initial * self.multiplier ** (attempt - 1), self.maximum)
         pause = backoff if error.coalesced else backoff * (1 - self.jitter * chance)
+        if error.retry_after is not None:  # rate limited: not before the server's slot
+            pause = max(pause, error.retry_after)
         if remaining is not None and pause >= remaining:
             return None
         return pause

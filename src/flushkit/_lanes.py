@@ -1,0 +1,407 @@
+"""Lanes: which Flush RPC serves which call, and when it may go. Bookkeeping only.
+
+A flush seals everything written before it, so flushes of one collection that wait for
+the same moment can all be served by one Flush, as a database's group commit serves many
+transactions with one disk write. A **lane** per (server, credential, database,
+collection) holds:
+
+* its **pacing** (:class:`~flushkit._pacing.Pace`): when the server will next admit a
+  Flush of the collection, learned from throttled and admitted answers;
+* its **gathering round**: the calls waiting for the lane's next Flush. The round goes
+  when its slot has come and the lane has no Flush in flight (or the one in flight is
+  older than :data:`HOLD`, so that a hanging Flush holds nobody for long);
+* how many of its Flush RPCs are in flight.
+
+A call takes a :class:`Ticket` per collection (:meth:`Lanes.plan`) and asks its
+:class:`Plan` what to do next (:meth:`Plan.next`): lead (send its own Flush when it is
+alone in a round that may go), start a shared round's Flush (a gRPC future owned by no
+caller, so that a member leaving does not end it for the others), give up at once when
+its budget ends before the slot, or wait for its bell. The core flush
+(:mod:`flushkit._core`) turns those answers into effects for its driver; nothing here
+performs I/O, sleeps or starts an RPC. A throttled answer sends the round's members back
+to the lane's gathering round, to go at the next slot; any other answer is theirs.
+
+Calls with ``coalesce=False`` get private rounds: paced like the others, never shared,
+never held back by another call's Flush.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Hashable
+from typing import Any, NamedTuple
+
+from ._effects import Bell
+from ._exceptions import FlushError, RateLimitedError
+from ._models import FlushRequest, Status
+from ._pacing import Pace, is_throttled
+
+__all__ = ["HOLD", "Lanes", "Plan", "Ticket", "forget", "lanes_in_use"]
+
+#: Calls queued behind a Flush that has been in flight this long (seconds) send their
+#: own round: a hanging Flush holds the calls behind it for at most this long.
+HOLD = 1.0
+
+# One lock guards every lane, round and ticket: the sections it covers are short and
+# never perform I/O.
+_lock = threading.Lock()
+_lanes: dict[Hashable, _Lane] = {}
+
+
+class Lanes:
+    """One flusher's way into the process's lanes.
+
+    ``identity`` says which calls may share an RPC (same server, same credential);
+    ``interval`` is the flusher's ``flush_interval``, the least time between two Flushes
+    of one collection (0: learn it from the server).
+    """
+
+    __slots__ = ("identity", "interval")
+
+    def __init__(self, identity: Hashable, interval: float = 0.0) -> None:
+        self.identity = identity
+        self.interval = interval
+
+    def plan(self, request: FlushRequest) -> Plan:
+        """Take ``request``'s place in the lane of each of its collections."""
+        bell = Bell()
+        tickets = []
+        with _lock:
+            for name in request.collection_names:
+                key = (self.identity, request.db_name, name)
+                lane = _lanes.get(key)
+                if lane is None:
+                    lane = _lanes[key] = _Lane(key)
+                if self.interval:
+                    lane.pace.seed(self.interval)
+                tickets.append(Ticket(lane, name, request, bell))
+        return Plan(request, tickets, bell)
+
+
+class Lead(NamedTuple):
+    """Send your own Flush of ``names`` now (each ticket is alone in its round)."""
+
+    tickets: tuple[Ticket, ...]
+    names: tuple[str, ...]
+
+
+class Share(NamedTuple):
+    """Start ``round``'s Flush (with ``request``) as an RPC owned by no caller."""
+
+    round: _Round
+    request: FlushRequest
+
+
+class Refuse(NamedTuple):
+    """The budget ends before the slot of ``ticket``'s collection, ``retry_after`` away;
+    ``status`` is the last throttled answer (None: none, or gRPC RESOURCE_EXHAUSTED)."""
+
+    ticket: Ticket
+    retry_after: float
+    status: Status | None
+    exhausted: bool
+
+
+class Sleep(NamedTuple):
+    """Wait for the bell until ``until`` (None: the bell only); ``paced`` if for a slot."""
+
+    until: float | None
+    paced: bool
+
+
+Step = Lead | Share | Refuse | Sleep | None
+
+
+class Plan:
+    """One call's tickets, and what the call should do next (``None``: all answered)."""
+
+    __slots__ = ("bell", "request", "tickets")
+
+    def __init__(self, request: FlushRequest, tickets: list[Ticket], bell: Bell) -> None:
+        self.request = request
+        self.tickets = tuple(tickets)
+        self.bell = bell
+
+    def next(self, now: float) -> Step:
+        deadline = self.request.deadline
+        lead: list[Ticket] = []
+        until: float | None = None
+        paced = False
+        with _lock:
+            for ticket in self.tickets:
+                round_ = ticket.round
+                if round_ is None or round_.sent:  # answered, or its Flush is in flight
+                    continue
+                lane = round_.lane
+                slot = lane.pace.slot
+                if deadline is not None and slot > deadline:
+                    pace = lane.pace
+                    exhausted = pace.last_status is None and pace.backoff > 0
+                    return Refuse(ticket, slot - now, pace.last_status, exhausted)
+                ready = slot
+                if not round_.private and lane.in_flight:
+                    ready = max(ready, lane.newest_start + HOLD)
+                if ready > now:
+                    if until is None or ready < until:
+                        until, paced = ready, slot > now
+                    continue
+                if len(round_.members) == 1:
+                    lead.append(ticket)
+                    continue
+                round_.send(ticket, now)
+                return Share(round_, _shared_request(round_, now))
+            if lead:
+                for ticket in lead:
+                    assert ticket.round is not None
+                    ticket.round.send(ticket, now)
+                names = tuple(ticket.name for ticket in lead)
+                return Lead(tuple(lead), names)
+            if all(ticket.round is None for ticket in self.tickets):
+                return None
+        return Sleep(until, paced)
+
+    def answered(
+        self, tickets: tuple[Ticket, ...], response: Any, error: BaseException | None
+    ) -> None:
+        """The call's own Flush for ``tickets`` ended (``(None, None)``: cancelled)."""
+        for ticket in tickets:
+            if ticket.round is not None:
+                _answered(ticket.round, response, error)
+
+    def started(self, round_: _Round, future: Any) -> None:
+        """The shared round's RPC is in flight as ``future``."""
+        with _lock:
+            abandoned = not round_.members and round_.sent
+            round_.future = future
+        if abandoned:
+            future.cancel()
+
+    def unsend(self, round_: _Round) -> None:
+        """Starting the shared round failed: put it back for another member to send."""
+        bells = []
+        with _lock:
+            if round_.sent and round_.answered is False:
+                lane = round_.lane
+                lane.in_flight -= 1
+                round_.sent = False
+                _regather(round_)
+                bells = _bells(lane)
+        for bell in bells:
+            bell.ring()
+
+    def leave(self) -> None:
+        """The call is over: give up its places; a shared RPC nobody waits for is
+        cancelled."""
+        futures = []
+        with _lock:
+            now = time.monotonic()
+            for ticket in self.tickets:
+                round_, ticket.round = ticket.round, None
+                lane = ticket.lane
+                lane.users -= 1
+                if round_ is not None and ticket in round_.members:
+                    round_.members.remove(ticket)
+                    if not round_.members:
+                        if not round_.sent and lane.gathering is round_:
+                            lane.gathering = None
+                        elif round_.sent and round_.future is not None:
+                            futures.append(round_.future)
+                _forget_if_idle(lane, now)
+        for future in futures:
+            future.cancel()
+
+
+class Ticket:
+    """A call's place in one collection's lane, and in the end its answer."""
+
+    __slots__ = (
+        "bell",
+        "coalesced",
+        "deadline",
+        "error",
+        "lane",
+        "name",
+        "response",
+        "round",
+        "throttled",
+    )
+
+    def __init__(self, lane: _Lane, name: str, request: FlushRequest, bell: Bell) -> None:
+        self.lane = lane
+        self.name = name
+        self.deadline = request.deadline
+        self.bell = bell
+        self.response: Any = None
+        self.error: BaseException | None = None
+        self.coalesced = False
+        #: Throttled answers to Flush RPCs this call sent for this collection.
+        self.throttled = 0
+        lane.users += 1
+        if request.coalesce:
+            if lane.gathering is None:
+                lane.gathering = _Round(lane, request, private=False)
+            self.round: _Round | None = lane.gathering
+        else:
+            self.round = _Round(lane, request, private=True)
+        self.round.members.append(self)
+
+    def outcome(self) -> Any:
+        """The Flush response for this collection, or raises this caller's error."""
+        if self.error is not None:
+            error = self.error
+            if isinstance(error, FlushError) and self.coalesced:
+                error = copy.copy(error)  # each caller its own
+                error.coalesced = True
+            raise error
+        return self.response
+
+
+class _Lane:
+    """One (server, credential, database, collection)."""
+
+    __slots__ = ("gathering", "in_flight", "key", "newest_start", "pace", "users")
+
+    def __init__(self, key: Hashable) -> None:
+        self.key = key
+        self.pace = Pace()
+        self.gathering: _Round | None = None
+        self.in_flight = 0
+        self.newest_start = 0.0
+        self.users = 0
+
+
+class _Round:
+    """The calls one Flush RPC of one collection serves."""
+
+    __slots__ = (
+        "answered",
+        "future",
+        "lane",
+        "members",
+        "private",
+        "sender",
+        "sent",
+        "shared",
+        "template",
+    )
+
+    def __init__(self, lane: _Lane, template: FlushRequest, *, private: bool) -> None:
+        self.lane = lane
+        self.template = template
+        self.private = private
+        self.members: list[Ticket] = []
+        self.sent = False
+        self.answered = False
+        self.shared = False
+        self.sender: Ticket | None = None
+        self.future: Any = None
+
+    def send(self, sender: Ticket, now: float) -> None:
+        """Mark the round in flight (under the lock)."""
+        lane = self.lane
+        if lane.gathering is self:
+            lane.gathering = None
+        self.sent = True
+        self.sender = sender
+        self.shared = len(self.members) > 1
+        lane.in_flight += 1
+        lane.newest_start = now
+
+
+def _shared_request(round_: _Round, now: float) -> FlushRequest:
+    """The shared Flush's request: one collection, the latest of its members' deadlines."""
+    deadlines = [ticket.deadline for ticket in round_.members]
+    latest = None if None in deadlines else max(d for d in deadlines if d is not None)
+    return round_.template.replace(
+        collection_names=(round_.members[0].name,),
+        timeout=None,
+        started=now,
+        deadline=latest,
+        coalesce=True,
+    )
+
+
+def answered(round_: _Round, response: Any, error: BaseException | None) -> None:
+    """A shared round's RPC ended (gRPC's callback): hand its members their answer."""
+    _answered(round_, response, error)
+
+
+def _answered(round_: _Round, response: Any, error: BaseException | None) -> None:
+    status = None if response is None else Status.from_proto(response.status)
+    now = time.monotonic()
+    with _lock:
+        if round_.answered:
+            return
+        round_.answered = True
+        lane = round_.lane
+        lane.in_flight -= 1
+        if (status is not None and is_throttled(status)) or isinstance(error, RateLimitedError):
+            lane.pace.throttled(now, status)
+            if round_.sender is not None and round_.sender in round_.members:
+                round_.sender.throttled += 1
+            bells = [ticket.bell for ticket in round_.members]
+            _regather(round_)
+        else:
+            if status is not None:
+                lane.pace.admitted(now)
+            bells = []
+            for ticket in round_.members:
+                ticket.response, ticket.error = response, error
+                ticket.coalesced = round_.shared
+                ticket.round = None
+                bells.append(ticket.bell)
+            round_.members = []
+        bells.extend(_bells(lane))
+        _forget_if_idle(lane, now)
+    for bell in bells:
+        bell.ring()
+
+
+def _regather(round_: _Round) -> None:
+    """Send ``round_``'s members back to wait for the lane's next round (under the lock)."""
+    lane = round_.lane
+    members, round_.members = round_.members, []
+    if not members:
+        return
+    if round_.private:
+        again = _Round(lane, round_.template, private=True)
+    else:
+        if lane.gathering is None:
+            lane.gathering = _Round(lane, round_.template, private=False)
+        again = lane.gathering
+    for ticket in members:
+        ticket.round = again
+        again.members.append(ticket)
+
+
+def _bells(lane: _Lane) -> list[Bell]:
+    """The bells of the calls gathering for ``lane``'s next round (under the lock)."""
+    gathering = lane.gathering
+    return [] if gathering is None else [ticket.bell for ticket in gathering.members]
+
+
+def _forget_if_idle(lane: _Lane, now: float) -> None:
+    idle = not lane.users and not lane.in_flight and lane.pace.neutral(now)
+    if idle and _lanes.get(lane.key) is lane:
+        del _lanes[lane.key]
+
+
+def forget(address: str | None = None) -> None:
+    """Forget the pacing learned for lanes not in use (of one server ``address``, or all):
+    for tests that script rate limits, so that one test's learning does not carry over."""
+    with _lock:
+        for key, lane in list(_lanes.items()):
+            identity = key[0] if isinstance(key, tuple) else None
+            server = identity[0] if isinstance(identity, tuple) else None
+            if address is not None and server != address:
+                continue
+            if not lane.users and not lane.in_flight:
+                del _lanes[key]
+
+
+def lanes_in_use() -> list[Hashable]:
+    """The lanes some call or RPC still holds (empty once every call has ended)."""
+    with _lock:
+        return [key for key, lane in _lanes.items() if lane.users or lane.in_flight]
