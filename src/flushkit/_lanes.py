@@ -48,6 +48,10 @@ HOLD = 1.0
 # never perform I/O.
 _lock = threading.Lock()
 _lanes: dict[Hashable, _Lane] = {}
+# Lanes whose pacing is worth nothing are dropped when idle; lanes that remember a recent
+# admission are swept once the process holds this many (it then doubles).
+_SWEEP_FLOOR = 1024
+_SWEEP_AT = _SWEEP_FLOOR
 
 
 class Lanes:
@@ -73,6 +77,8 @@ class Lanes:
                 key = (self.identity, request.db_name, name)
                 lane = _lanes.get(key)
                 if lane is None:
+                    if len(_lanes) >= _SWEEP_AT:
+                        _sweep(request.started)
                     lane = _lanes[key] = _Lane(key)
                 if self.interval:
                     lane.pace.seed(self.interval)
@@ -386,6 +392,15 @@ def _forget_if_idle(lane: _Lane, now: float) -> None:
     idle = not lane.users and not lane.in_flight and lane.pace.neutral(now)
     if idle and _lanes.get(lane.key) is lane:
         del _lanes[lane.key]
+
+
+def _sweep(now: float) -> None:
+    """Drop the idle lanes with nothing worth remembering (under the lock), so that a
+    process flushing many collections keeps only the lanes it needs."""
+    global _SWEEP_AT
+    for lane in list(_lanes.values()):
+        _forget_if_idle(lane, now)
+    _SWEEP_AT = max(_SWEEP_FLOOR, 2 * len(_lanes))
 
 
 def forget(address: str | None = None) -> None:

@@ -102,8 +102,10 @@ class Pace:
         self.slot = max(self.slot, now + self.backoff)
 
     def neutral(self, now: float) -> bool:
-        """Nothing worth remembering: no interval known, no slot ahead."""
-        return not self.interval and not self.backoff and self.slot <= now
+        """Nothing worth remembering: no interval known, no slot ahead, no admission
+        recent enough to explain the next throttled answer."""
+        recent = self.admitted_at is not None and now - self.admitted_at < DEFAULT_WINDOW
+        return not self.interval and not self.backoff and self.slot <= now and not recent
 
     def __repr__(self) -> str:
         return f"Pace(interval={self.interval!r}, backoff={self.backoff!r}, slot={self.slot!r})"

@@ -9,6 +9,13 @@ Events (stable names, in the ``flushkit.`` namespace):
   exception class), ``code``, ``error_code``, ``grpc_code``, ``retryable``, ``reason``,
   ``attempts``, ``coalesced``, ``outcome="error"``.
 * ``flushkit.flush.cancelled`` at debug, ``outcome="cancelled"``.
+* ``flushkit.flush.paced`` at debug, before the outcome's event, when the call waited for
+  its collections' next slot or its Flush RPCs were throttled (the server's rate limit):
+  the request fields, ``paced_s`` (seconds waited) and ``throttled`` (throttled answers).
+
+A call that fails because its budget ends before the server admits the next Flush logs
+``retry_after_s`` in its ``failed`` event; ``paced_s`` and ``throttled`` appear there too
+when not zero.
 
 No credential is ever a field. structlog is never configured here: the application
 decides where the events go.
@@ -59,6 +66,13 @@ class LoggingMiddleware:
         try:
             result: FlushResult = yield request
         except Exception as exc:
+            if debug and isinstance(exc, FlushError) and (exc.paced or exc.throttled):
+                logger.debug(
+                    "flushkit.flush.paced",
+                    **_request_fields(request),
+                    paced_s=exc.paced,
+                    throttled=exc.throttled,
+                )
             logger.warning(
                 "flushkit.flush.failed",
                 **_request_fields(request),
@@ -78,6 +92,13 @@ class LoggingMiddleware:
             raise
         if not debug:
             return result
+        if result.paced or result.throttled:
+            logger.debug(
+                "flushkit.flush.paced",
+                **_request_fields(request),
+                paced_s=result.paced,
+                throttled=result.throttled,
+            )
         logger.debug(
             "flushkit.flush.succeeded",
             **_request_fields(request),
@@ -105,7 +126,7 @@ def _request_fields(request: FlushRequest) -> dict[str, Any]:
 def _error_fields(exc: Exception) -> dict[str, Any]:
     if not isinstance(exc, FlushError):
         return {"error": type(exc).__qualname__}
-    return {
+    fields: dict[str, Any] = {
         "error": type(exc).__qualname__,
         "code": exc.code,
         "error_code": exc.error_code,
@@ -115,3 +136,10 @@ def _error_fields(exc: Exception) -> dict[str, Any]:
         "attempts": exc.attempts,
         "coalesced": exc.coalesced,
     }
+    if exc.retry_after is not None:
+        fields["retry_after_s"] = exc.retry_after
+    if exc.paced:
+        fields["paced_s"] = exc.paced
+    if exc.throttled:
+        fields["throttled"] = exc.throttled
+    return fields

@@ -8,18 +8,25 @@ collection only), ``server.address``, ``server.port``, and on failure ``error.ty
 
 And the counter ``flushkit.flush.coalesced`` (unit ``{call}``, the same attributes): calls
 whose Flush RPC was shared with other calls; with 64 callers served by 2 RPCs it grows by
-63 (all but the one whose RPC was its own). Only the OpenTelemetry API is used: the
-application installs the SDK, or nothing is recorded.
+63 (all but the one whose RPC was its own).
+
+Under the server's flush rate limit: the counter ``flushkit.flush.throttled`` (unit
+``{response}``): throttled answers to Flush RPCs, each counted once, by the call that sent
+the RPC; and the histogram ``flushkit.flush.paced.duration`` (unit ``s``): for each call
+that waited for its collections' next slot, how long. Only the OpenTelemetry API is used:
+the application installs the SDK, or nothing is recorded.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import metrics
 
 from .._chain import Flow
+from .._exceptions import FlushError
 from .._models import FlushRequest, FlushResult
 from .._version import __version__
 from .tracing import error_attributes, request_attributes
@@ -44,6 +51,17 @@ class MetricsMiddleware:
             unit="{call}",
             description="Flush calls whose Flush RPC was shared with other calls.",
         )
+        self.throttled = meter.create_counter(
+            "flushkit.flush.throttled",
+            unit="{response}",
+            description="Throttled answers (the server's rate limit) to Flush RPCs.",
+        )
+        self.paced = meter.create_histogram(
+            "flushkit.flush.paced.duration",
+            unit="s",
+            description="Time flush calls waited for the server to admit their Flush.",
+            explicit_bucket_boundaries_advisory=BUCKETS,
+        )
 
     def __call__(self, request: FlushRequest) -> Flow:
         try:
@@ -51,14 +69,24 @@ class MetricsMiddleware:
         except Exception as exc:
             failed = {**request_attributes(request), **error_attributes(exc)}
             self.duration.record(time.monotonic() - request.started, failed)
-            if getattr(exc, "coalesced", False):
-                self.coalesced.add(1, failed)
+            if isinstance(exc, FlushError):
+                self._record_flags(exc.coalesced, exc.throttled, exc.paced, failed)
             raise
         attributes = request_attributes(request)
         self.duration.record(time.monotonic() - request.started, attributes)
-        if result.coalesced:
-            self.coalesced.add(1, attributes)
+        if result.coalesced or result.throttled or result.paced:
+            self._record_flags(result.coalesced, result.throttled, result.paced, attributes)
         return result
+
+    def _record_flags(
+        self, coalesced: bool, throttled: int, paced: float, attributes: Mapping[str, Any]
+    ) -> None:
+        if coalesced:
+            self.coalesced.add(1, attributes)
+        if throttled:
+            self.throttled.add(throttled, attributes)
+        if paced:
+            self.paced.record(paced, attributes)
 
     def __repr__(self) -> str:
         return "MetricsMiddleware()"

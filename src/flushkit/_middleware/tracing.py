@@ -6,8 +6,13 @@ and carries ``db.system.name="milvus"``, ``db.operation.name="flush"``,
 ``server.port``. On failure it records the exception, sets ``error.type`` and
 ``db.response.status_code`` and the ERROR status; a cancelled flush ends the span with its
 status unset. It covers the whole call, retries included. A call whose Flush RPC was
-shared with other calls (coalescing) has ``flushkit.coalesced=true``. Only the OpenTelemetry API is
-used: the application installs the SDK, or nothing is recorded.
+shared with other calls (coalescing) has ``flushkit.coalesced=true``. Under the server's
+flush rate limit: a ``flushkit.paced`` span event when the call starts waiting for its
+collection's next slot (``flushkit.paced.wait_s``), and on the span
+``flushkit.paced_s`` (seconds waited), ``flushkit.throttled`` (throttled answers to its
+Flush RPCs) and, when it fails because its budget ends before that slot,
+``flushkit.retry_after_s``. Only the OpenTelemetry API is used: the application installs
+the SDK, or nothing is recorded.
 """
 
 from __future__ import annotations
@@ -27,6 +32,12 @@ from .._version import __version__
 
 #: The span attribute of a call whose Flush RPC was shared with other calls.
 COALESCED = "flushkit.coalesced"
+#: Seconds the call waited for its collections' next slots (the server's rate limit).
+PACED = "flushkit.paced_s"
+#: Throttled answers to the Flush RPCs the call sent.
+THROTTLED = "flushkit.throttled"
+#: Seconds until the server admits the next Flush, on a call that could not wait for it.
+RETRY_AFTER = "flushkit.retry_after_s"
 
 
 class TracingMiddleware:
@@ -48,11 +59,18 @@ class TracingMiddleware:
             result = yield request
             if result.coalesced:
                 span.set_attribute(COALESCED, True)
+            if result.paced or result.throttled:
+                span.set_attributes({PACED: result.paced, THROTTLED: result.throttled})
         except Exception as exc:
             span.record_exception(exc)
             span.set_attributes(error_attributes(exc))
-            if getattr(exc, "coalesced", False):
-                span.set_attribute(COALESCED, True)
+            if isinstance(exc, FlushError):
+                if exc.coalesced:
+                    span.set_attribute(COALESCED, True)
+                if exc.paced or exc.throttled:
+                    span.set_attributes({PACED: exc.paced, THROTTLED: exc.throttled})
+                if exc.retry_after is not None:
+                    span.set_attribute(RETRY_AFTER, exc.retry_after)
             span.set_status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}")
             raise
         finally:

@@ -1,0 +1,319 @@
+"""Flushing under the server's rate limit: pacing per collection, throttled answers as a
+schedule, failing fast when the budget cannot reach the next slot, and no head-of-line
+blocking. Pure logic first, then end to end against the scripted server's Milvus-like
+limiter, blocking, under asyncio and under trio."""
+
+from __future__ import annotations
+
+import ast
+import math
+import pathlib
+import time
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+import flushkit
+from flushkit import _lanes
+from flushkit._models import Status
+from flushkit._pacing import DEFAULT_WINDOW, FIRST_BACKOFF, Pace, is_throttled, rate_named_in
+from flushkit.testing import delay, hang, status
+
+from .conftest import flush_in
+from .test_coalescing import Caller, run_together
+from .test_metrics import points
+from .test_telemetry import RecordingLogger
+
+THROTTLED = Status(8, "RateLimit", "rate limit exceeded[rate=0.1]", True, "", 49)
+
+
+# pure logic
+
+
+def test_the_rate_is_read_from_the_reason():
+    reason = (
+        "request is rejected by grpc RateLimiter middleware, please retry later: "
+        "rate limit exceeded[rate=0.1]"
+    )
+    assert rate_named_in(reason) == pytest.approx(0.1)
+    assert rate_named_in("rate limit exceeded[rate=2.5]") == 2.5
+    assert rate_named_in("rate limit exceeded[rate=1e+06]") == 1e6
+    assert rate_named_in("rate limit exceeded") is None
+    assert rate_named_in("rate=0") is None
+    assert rate_named_in("rate=nan") is None
+
+
+def test_only_rate_limits_are_throttling():
+    assert is_throttled(THROTTLED)
+    assert is_throttled(Status(4, "UnexpectedError", legacy_code=1))
+    assert is_throttled(Status(0, "RateLimit", legacy_code=49))
+    assert not is_throttled(Status(9, "ForceDeny", legacy_code=48))  # a quota: not a wait
+    assert not is_throttled(Status(100, "CollectionNotExists", legacy_code=4))
+
+
+def test_a_throttled_answer_naming_the_rate_sets_the_slot_one_interval_after_admission():
+    pace = Pace()
+    pace.admitted(100.0)
+    assert pace.slot == 100.0  # nothing known yet: no pacing
+    pace.throttled(100.5, THROTTLED)
+    assert pace.interval == pytest.approx(10.0)
+    assert pace.slot == pytest.approx(110.0)
+    assert pace.backoff == 0  # explained by the interval
+    pace.admitted(110.2)
+    assert pace.slot == pytest.approx(120.2)  # from now on paced without throttling
+
+
+def test_unexplained_throttling_backs_off_doubling_up_to_the_window():
+    pace = Pace()
+    slots = []
+    now = 0.0
+    for _ in range(8):
+        pace.throttled(now, Status(8, "RateLimit", "rate limit exceeded", True, "", 49))
+        slots.append(pace.slot - now)
+        now = pace.slot
+    expected = [min(FIRST_BACKOFF * 2**i, DEFAULT_WINDOW) for i in range(8)]
+    assert slots == pytest.approx(expected)
+    pace.admitted(now)
+    assert pace.backoff == 0 and pace.slot == now  # admitted: relaxed
+
+
+def test_throttling_long_after_the_last_admission_backs_off_within_the_interval():
+    pace = Pace()
+    pace.admitted(0.0)
+    pace.throttled(50.0, Status(8, "RateLimit", "x[rate=0.5]", True, "", 49))  # others flushed
+    assert pace.slot == pytest.approx(50.0 + FIRST_BACKOFF)
+    for _ in range(5):
+        pace.throttled(pace.slot, Status(8, "RateLimit", "x[rate=0.5]", True, "", 49))
+    assert pace.backoff == pytest.approx(2.0)  # capped at the interval, 1 / 0.5
+
+
+def test_a_seeded_interval_paces_from_the_first_admission():
+    pace = Pace()
+    pace.seed(10.0)
+    assert pace.slot == -math.inf
+    pace.admitted(5.0)
+    assert pace.slot == 15.0
+    pace.seed(3.0)  # a smaller seed never shortens it
+    assert pace.interval == 10.0
+
+
+def test_bad_flush_intervals_are_refused(client):
+    with pytest.raises(ValueError):
+        flushkit.Flusher(client, flush_interval=-1)
+    with pytest.raises(ValueError):
+        flushkit.AsyncFlusher(client, flush_interval=math.inf)
+    with pytest.raises(TypeError):
+        flushkit.Flusher(client, flush_interval="10")
+
+
+def test_no_import_cycle_among_flushkit_modules():
+    """TYPE_CHECKING imports included: each module's flushkit imports form no cycle."""
+    package = pathlib.Path(flushkit.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package).with_suffix("").parts
+        name = ".".join(p for p in parts if p != "__init__")
+        package_parts = parts[:-1] if path.name != "__init__.py" else parts[:-1]
+        graph[name] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = list(package_parts[: len(package_parts) - node.level + 1])
+                target = ".".join([*base, *(node.module or "").split(".")]).strip(".")
+                names = [target] if node.module else [".".join([*base, a.name]) for a in node.names]
+                graph[name].update(names)
+    graph = {k: {t for t in v if t in graph and t != k} for k, v in graph.items()}
+    graph.pop("", None)  # the package itself re-exports everything
+    for edges in graph.values():
+        edges.discard("")
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                raise AssertionError(f"import cycle: {' -> '.join([*path, node, nxt])}")
+            if nxt not in state:
+                visit(nxt, [*path, node])
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node, [])
+
+
+# end to end, against the scripted server's limiter
+
+
+@pytest.fixture(autouse=True)
+def _lanes_are_left_unused():
+    yield
+    deadline = time.monotonic() + 2
+    while _lanes.lanes_in_use() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _lanes.lanes_in_use() == []
+
+
+def test_two_flushes_in_a_row_both_succeed_the_second_at_the_next_slot(fake, client, runtime):
+    fake.limit_flush_rate(2.0)  # one Flush of a collection every 0.5 s
+    flush = flush_in(runtime, client)
+    first = flush("docs", timeout=10.0)
+    second = flush("docs", timeout=10.0)
+    assert first.status.ok and second.status.ok
+    assert len(fake.throttled_calls) <= 1  # the one that taught the interval
+    admitted = [c for c in fake.flush_calls if not c.throttled]
+    assert len(admitted) == 2
+    assert admitted[1].started - admitted[0].started >= 0.5 - 0.02
+    assert second.throttled == len(fake.throttled_calls)
+    assert second.paced > 0 and second.attempts == 1
+
+
+def test_a_seeded_flush_interval_meets_no_throttling(fake, client, runtime):
+    fake.limit_flush_rate(2.0)
+    flush = flush_in(runtime, client, flush_interval=0.5)
+    results = [flush("docs", timeout=10.0) for _ in range(3)]
+    assert all(r.status.ok for r in results)
+    assert fake.throttled_calls == []
+    assert len(fake.flush_calls) == 3
+
+
+def test_a_call_that_cannot_reach_the_next_slot_fails_at_once(fake, client, runtime):
+    fake.limit_flush_rate(0.2)  # one every 5 s
+    flush = flush_in(runtime, client, flush_interval=5.0)
+    flush("docs", timeout=10.0)
+    started = time.monotonic()
+    with pytest.raises(flushkit.RateLimitedError) as caught:
+        flush("docs", timeout=2.0)
+    took = time.monotonic() - started
+    assert took < 1.0, f"{took:.3f} s: it waited instead of failing at once"
+    assert 3.0 < caught.value.retry_after <= 5.0
+    assert caught.value.retryable
+    assert len(fake.flush_calls) == 1  # nothing sent: the slot was known
+
+
+def test_a_call_learns_the_rate_and_fails_at_once_when_its_budget_is_too_short(
+    fake, client, runtime
+):
+    fake.limit_flush_rate(0.2)
+    flush = flush_in(runtime, client)
+    flush("docs", timeout=10.0)
+    started = time.monotonic()
+    with pytest.raises(flushkit.RateLimitedError) as caught:
+        flush("docs", timeout=2.0)
+    assert time.monotonic() - started < 1.0
+    assert caught.value.code == 8 and "rate=0.2" in caught.value.reason
+    assert caught.value.throttled == 1 and caught.value.retry_after > 3.0
+    assert "retry_after" not in str(caught.value) and "5 s" not in caught.value.reason
+
+
+def test_callers_arriving_over_time_share_one_flush_per_slot(fake, client, runtime):
+    fake.limit_flush_rate(2.0)  # every 0.5 s
+    callers = [Caller(at=0.04 * i, options={"timeout": 10.0}) for i in range(30)]  # 1.2 s
+    outcomes = run_together(runtime, client, callers)
+    assert all(isinstance(o, flushkit.FlushResult) for o in outcomes), outcomes
+    assert len(fake.throttled_calls) <= 2
+    admitted = [c for c in fake.flush_calls if not c.throttled]
+    assert len(admitted) <= 5  # ~1.2 s of arrivals at one slot per 0.5 s, and the first
+    for caller, outcome in zip(callers, outcomes, strict=True):
+        covering = [c for c in admitted if c.started >= caller.began]
+        assert covering, "every call is served by a Flush sent after it began"
+    assert sum(o.throttled for o in outcomes) == len(fake.throttled_calls)
+
+
+def test_without_a_budget_a_call_waits_as_long_as_it_takes(fake, client, runtime):
+    fake.limit_flush_rate(1.0)
+    flush = flush_in(runtime, client)
+    flush("docs", timeout=None)
+    result = flush("docs", timeout=None)
+    assert result.status.ok and result.paced > 0
+
+
+def test_calls_without_coalescing_are_paced_too(fake, client, runtime):
+    fake.limit_flush_rate(4.0)
+    chain = [
+        m for m in flushkit.default_middleware() if not isinstance(m, flushkit.CoalescingMiddleware)
+    ]
+    flush = flush_in(runtime, client, middleware=chain, flush_interval=0.25)
+    results = [flush("docs", timeout=10.0) for _ in range(3)]
+    assert all(r.status.ok and not r.coalesced for r in results)
+    assert fake.throttled_calls == []
+
+
+def test_several_collections_each_at_their_own_slot(fake, client, runtime):
+    fake.limit_flush_rate(2.0)
+    flush = flush_in(runtime, client, flush_interval=0.5)
+    flush("a", timeout=10.0)
+    result = flush(["a", "b"], timeout=10.0)  # b may go at once, a at its slot
+    assert result.coll_segIDs.keys() == {"a", "b"}
+    assert fake.throttled_calls == []
+
+
+def test_a_hanging_flush_holds_the_calls_behind_it_for_at_most_the_hold(fake, client, runtime):
+    fake.script_flush(hang())
+    callers = [Caller(options={"timeout": 4.0}), Caller(at=0.1, options={"timeout": 4.0})]
+    hung, behind = run_together(runtime, client, callers)
+    assert isinstance(hung, flushkit.FlushTimeoutError)
+    assert isinstance(behind, flushkit.FlushResult), behind
+    first, second = fake.flush_calls
+    assert second.started - first.started >= _lanes.HOLD - 0.05
+    assert callers[1].ended - callers[1].began < 3.0  # not held until its own deadline
+
+
+def test_pacing_is_logged_counted_and_traced(fake, client, runtime, spans):
+    fake.limit_flush_rate(2.0)
+    reader = InMemoryMetricReader()
+    logger = RecordingLogger()
+    chain = flushkit.default_middleware(
+        logger=logger,
+        tracer_provider=spans.provider,
+        meter_provider=MeterProvider(metric_readers=[reader]),
+    )
+    flush = flush_in(runtime, client, middleware=chain)
+    flush("docs", timeout=10.0)
+    result = flush("docs", timeout=10.0)
+    paced = [fields for _, event, fields in logger.events if event == "flushkit.flush.paced"]
+    assert len(paced) == 1 and paced[0]["throttled"] == 1 and paced[0]["paced_s"] > 0
+    assert paced[0]["collections"] == ["docs"]
+    measured = points(reader)
+    (throttled,) = measured["flushkit.flush.throttled"].data.data_points
+    assert throttled.value == 1 and measured["flushkit.flush.throttled"].unit == "{response}"
+    (waited,) = measured["flushkit.flush.paced.duration"].data.data_points
+    assert waited.count == 1 and waited.sum == pytest.approx(result.paced)
+    span = spans.get_finished_spans()[-1]
+    assert span.attributes["flushkit.throttled"] == 1
+    assert span.attributes["flushkit.paced_s"] == pytest.approx(result.paced)
+    assert "flushkit.paced" in [e.name for e in span.events]
+
+
+def test_a_call_that_cannot_wait_logs_and_traces_retry_after(fake, client, runtime, spans):
+    fake.limit_flush_rate(0.2)
+    logger = RecordingLogger()
+    chain = flushkit.default_middleware(logger=logger, tracer_provider=spans.provider)
+    flush = flush_in(runtime, client, middleware=chain, flush_interval=5.0)
+    flush("docs", timeout=10.0)
+    with pytest.raises(flushkit.RateLimitedError):
+        flush("docs", timeout=1.0)
+    (failed,) = [fields for _, event, fields in logger.events if event == "flushkit.flush.failed"]
+    assert failed["retry_after_s"] > 3.0
+    span = spans.get_finished_spans()[-1]
+    assert span.attributes["flushkit.retry_after_s"] > 3.0
+    assert span.attributes["error.type"] == "flushkit.RateLimitedError"
+
+
+def test_the_slot_is_shared_across_flushers_of_one_client(fake, client, runtime):
+    fake.limit_flush_rate(2.0)
+    flush_in(runtime, client, flush_interval=0.5)("docs", timeout=10.0)
+    other = flush_in(runtime, client)  # learns nothing itself: the lane knows
+    assert other("docs", timeout=10.0).status.ok
+    assert fake.throttled_calls == []
+
+
+def test_a_throttled_shared_round_goes_again_together(fake, client, runtime):
+    fake.script_flush(delay(0.3), status(8, 49, "rate limit exceeded[rate=4]", retriable=True))
+    outcomes = run_together(runtime, client, [Caller(options={"timeout": 5.0})] + [
+        Caller(at=0.05, options={"timeout": 5.0}) for _ in range(8)
+    ])
+    assert all(isinstance(o, flushkit.FlushResult) for o in outcomes), outcomes
+    assert len(fake.flush_calls) == 3  # the leader's, the throttled round, the round again
+    assert sum(o.throttled for o in outcomes) == 1  # counted once, by its sender
+    assert all(o.coalesced for o in outcomes[1:])
