@@ -1,4 +1,13 @@
-"""64 concurrent flushes of one collection on a rate-limited real server: flushkit vs pymilvus.
+"""Flushes of one collection on a rate-limited real server: flushkit vs pymilvus.
+
+Two scenarios (``--scenario``):
+
+* ``burst``: 64 callers released together, on a server that admits one Flush a second
+  (``flushRate.max=1``), as described below;
+* ``arrivals``: 64 callers arriving one every 0.3 s (about 20 s), on a server with
+  Milvus's default rate, one Flush every 10 s (``flushRate.max=0.1``), each call with
+  ``timeout=30`` (pymilvus: ``timeout=30`` per call), after the server's bucket has
+  refilled and with flushkit knowing nothing of the rate beforehand.
 
 Starts the embedded Milvus 2.3.5 standalone server (the ``milvus`` package) with its flush
 rate limit on: ``quotaAndLimits.flushRate.enabled=true`` and ``flushRate.max=1`` (one
@@ -26,6 +35,7 @@ and the median and slowest call, as JSON with ``--json``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import statistics
@@ -49,6 +59,13 @@ import flushkit
 from flushkit._standalone import standalone
 
 RATE_LIMIT = {"quotaAndLimits.flushRate.enabled": "true", "quotaAndLimits.flushRate.max": "1"}
+#: Milvus's default per-collection limit (2.3.9+), as the 2.3.5 server's server-wide one.
+DEFAULT_RATE_LIMIT = {
+    "quotaAndLimits.flushRate.enabled": "true",
+    "quotaAndLimits.flushRate.max": "0.1",
+}
+#: The server's window at DEFAULT_RATE_LIMIT: its bucket is full again after this long.
+DEFAULT_WINDOW = 10.0
 COLLECTION = "events"
 _HOP_BY_HOP = {"user-agent", "content-type", "te", "grpc-timeout"}
 
@@ -156,6 +173,61 @@ def at_once(callers: int, call: Callable[[], Any], runtime: str = "blocking") ->
     return outcomes
 
 
+def arriving(
+    callers: int, spacing: float, call: Callable[[], Any], runtime: str = "blocking"
+) -> list[Any]:
+    """Start ``call`` from ``callers`` threads (or tasks), one every ``spacing`` seconds;
+    each outcome is ``(seconds, result or exception)``."""
+    outcomes: list[Any] = []
+    began = time.monotonic()
+
+    def timed() -> None:
+        started = time.perf_counter()
+        try:
+            outcome = call()
+        except Exception as exc:
+            outcome = exc
+        outcomes.append((time.perf_counter() - started, outcome))
+
+    if runtime == "blocking":
+        threads = []
+        for i in range(callers):
+            time.sleep(max(0.0, began + i * spacing - time.monotonic()))
+            thread = threading.Thread(target=timed)
+            thread.start()
+            threads.append(thread)
+        for thread in threads:
+            thread.join()
+        return outcomes
+
+    async def main() -> None:
+        async def one(i: int) -> None:
+            await anyio.sleep(max(0.0, began + i * spacing - time.monotonic()))
+            started = time.perf_counter()
+            try:
+                outcome = await call()
+            except Exception as exc:
+                outcome = exc
+            outcomes.append((time.perf_counter() - started, outcome))
+
+        async with anyio.create_task_group() as tasks:
+            for i in range(callers):
+                tasks.start_soon(one, i)
+
+    anyio.run(main, backend=runtime)
+    return outcomes
+
+
+def flushkit_call(client: MilvusClient, runtime: str, **options: Any) -> Callable[[], Any]:
+    """One flush of COLLECTION through a flusher of ``client`` (a coroutine function for
+    the async runtimes)."""
+    if runtime == "blocking":
+        flusher = flushkit.Flusher(client, timeout=30.0)
+        return lambda: flusher.flush(COLLECTION, **options)
+    async_flusher = flushkit.AsyncFlusher(client, timeout=30.0)
+    return lambda: async_flusher.flush(COLLECTION, **options)
+
+
 def summary(outcomes: list[Any], counts: Counter[str]) -> dict[str, Any]:
     errors = Counter(type(o).__name__ for _, o in outcomes if isinstance(o, Exception))
     seconds = sorted(s for s, _ in outcomes)
@@ -167,17 +239,14 @@ def summary(outcomes: list[Any], counts: Counter[str]) -> dict[str, Any]:
         "rate_limited_answers": counts["rate_limited"],
         "coalesced_calls": sum(r.coalesced for r in results),
         "retried_calls": sum(r.attempts > 1 for r in results),
+        "paced_calls": sum(r.paced > 0 for r in results),
         "median_ms": round(statistics.median(seconds) * 1000, 1),
         "max_ms": round(seconds[-1] * 1000, 1),
     }
 
 
 def run_flushkit(client: MilvusClient, callers: int, runtime: str) -> list[Any]:
-    if runtime == "blocking":
-        flusher = flushkit.Flusher(client, timeout=30.0)
-        return at_once(callers, lambda: flusher.flush(COLLECTION, wait=True))
-    async_flusher = flushkit.AsyncFlusher(client, timeout=30.0)
-    return at_once(callers, lambda: async_flusher.flush(COLLECTION, wait=True), runtime)
+    return at_once(callers, flushkit_call(client, runtime, wait=True), runtime)
 
 
 def run_pymilvus(client: MilvusClient, callers: int, timeout: float) -> list[Any]:
@@ -189,8 +258,11 @@ def refill(seconds: float = 3.0) -> None:
     time.sleep(seconds)
 
 
+VARIANTS = ("flushkit-blocking", "flushkit-asyncio", "flushkit-trio", "pymilvus")
+
+
 def measure(uri: str, *, rounds: int, callers: int, pymilvus_timeout: float) -> dict[str, Any]:
-    """Run every variant ``rounds`` times against the server at ``uri``."""
+    """Run every variant of the burst ``rounds`` times against the server at ``uri``."""
     runs: dict[str, list[dict[str, Any]]] = {}
     with CountingProxy(uri.removeprefix("http://")) as proxy:
         client = MilvusClient(uri=proxy.uri)
@@ -198,12 +270,7 @@ def measure(uri: str, *, rounds: int, callers: int, pymilvus_timeout: float) -> 
             if not client.has_collection(COLLECTION):
                 client.create_collection(COLLECTION, dimension=4)
             for round_ in range(rounds):
-                for variant in (
-                    "flushkit-blocking",
-                    "flushkit-asyncio",
-                    "flushkit-trio",
-                    "pymilvus",
-                ):
+                for variant in VARIANTS:
                     rows = [
                         {"id": round_ * 1000 + i, "vector": [0.1, 0.2, 0.3, 0.4]}
                         for i in range(100)
@@ -219,25 +286,85 @@ def measure(uri: str, *, rounds: int, callers: int, pymilvus_timeout: float) -> 
                     print(variant, runs[variant][-1], file=sys.stderr)
         finally:
             client.close()
-    return {"rate_limit": RATE_LIMIT, "callers": callers, "runs": runs}
+    return {"scenario": "burst", "rate_limit": RATE_LIMIT, "callers": callers, "runs": runs}
+
+
+def measure_arrivals(
+    uri: str, *, rounds: int, callers: int, spacing: float, pymilvus_timeout: float
+) -> dict[str, Any]:
+    """Every variant ``rounds`` times: callers arriving one every ``spacing`` seconds, on
+    a server at DEFAULT_RATE_LIMIT whose bucket has refilled before each run."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    with CountingProxy(uri.removeprefix("http://")) as proxy:
+        client = MilvusClient(uri=proxy.uri)
+        try:
+            if not client.has_collection(COLLECTION):
+                client.create_collection(COLLECTION, dimension=4)
+            for round_ in range(rounds):
+                for variant in VARIANTS:
+                    client.insert(COLLECTION, [{"id": round_, "vector": [0.1, 0.2, 0.3, 0.4]}])
+                    refill(DEFAULT_WINDOW + 1)
+                    forget_pacing()  # each variant starts knowing nothing of the rate
+                    proxy.take()
+                    if variant == "pymilvus":
+                        call = functools.partial(
+                            client.flush, COLLECTION, timeout=pymilvus_timeout
+                        )
+                        outcomes = arriving(callers, spacing, call)
+                    else:
+                        runtime = variant.split("-")[1]
+                        call = flushkit_call(client, runtime)
+                        outcomes = arriving(callers, spacing, call, runtime)
+                    runs.setdefault(variant, []).append(summary(outcomes, proxy.take()))
+                    print(variant, runs[variant][-1], file=sys.stderr)
+        finally:
+            client.close()
+    return {
+        "scenario": "arrivals",
+        "rate_limit": DEFAULT_RATE_LIMIT,
+        "callers": callers,
+        "spacing_s": spacing,
+        "runs": runs,
+    }
+
+
+def forget_pacing() -> None:
+    """Forget what flushkit learned of the server's rate (a fresh process's view)."""
+    from flushkit import _lanes
+
+    _lanes.forget()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=["burst", "arrivals"], default="burst")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--callers", type=int, default=64)
-    parser.add_argument("--pymilvus-timeout", type=float, default=10.0)
+    parser.add_argument("--spacing", type=float, default=0.3, help="arrivals: seconds apart")
+    parser.add_argument(
+        "--pymilvus-timeout", type=float, help="default: 10 (burst), 30 (arrivals)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
-    with tempfile.TemporaryDirectory() as base, standalone(Path(base), **RATE_LIMIT) as server:
-        report = measure(
-            server.uri,
-            rounds=args.rounds,
-            callers=args.callers,
-            pymilvus_timeout=args.pymilvus_timeout,
-        )
+    limit = RATE_LIMIT if args.scenario == "burst" else DEFAULT_RATE_LIMIT
+    with tempfile.TemporaryDirectory() as base, standalone(Path(base), **limit) as server:
+        if args.scenario == "burst":
+            report = measure(
+                server.uri,
+                rounds=args.rounds,
+                callers=args.callers,
+                pymilvus_timeout=args.pymilvus_timeout or 10.0,
+            )
+        else:
+            report = measure_arrivals(
+                server.uri,
+                rounds=args.rounds,
+                callers=args.callers,
+                spacing=args.spacing,
+                pymilvus_timeout=args.pymilvus_timeout or 30.0,
+            )
     text = json.dumps(report, indent=2)
     if args.json:
         args.json.write_text(text + "\n")

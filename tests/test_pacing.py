@@ -114,7 +114,7 @@ def test_no_import_cycle_among_flushkit_modules():
     for path in package.rglob("*.py"):
         parts = path.relative_to(package).with_suffix("").parts
         name = ".".join(p for p in parts if p != "__init__")
-        package_parts = parts[:-1] if path.name != "__init__.py" else parts[:-1]
+        package_parts = parts[:-1]
         graph[name] = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level:
@@ -214,7 +214,7 @@ def test_callers_arriving_over_time_share_one_flush_per_slot(fake, client, runti
     assert len(fake.throttled_calls) <= 2
     admitted = [c for c in fake.flush_calls if not c.throttled]
     assert len(admitted) <= 5  # ~1.2 s of arrivals at one slot per 0.5 s, and the first
-    for caller, outcome in zip(callers, outcomes, strict=True):
+    for caller in callers:
         covering = [c for c in admitted if c.started >= caller.began]
         assert covering, "every call is served by a Flush sent after it began"
     assert sum(o.throttled for o in outcomes) == len(fake.throttled_calls)

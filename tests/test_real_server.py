@@ -5,6 +5,7 @@ collection as success, so these are the tests that prove the contract."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -177,30 +178,6 @@ def test_next_flush_after_the_server_restarts_succeeds(milvus_servers):
         client.close()
 
 
-@pytest.fixture
-def throttled(milvus_servers):
-    """A server whose flush rate limit is on (0.1 flush/s); replaces the other server."""
-    server = milvus_servers.get(
-        **{"quotaAndLimits.flushRate.enabled": "true", "quotaAndLimits.flushRate.max": "0.1"}
-    )
-    client = MilvusClient(uri=server.uri)
-    if not client.has_collection("docs"):
-        client.create_collection("docs", dimension=4)
-    yield client
-    client.close()
-
-
-def test_the_servers_flush_rate_limit_is_rate_limited_and_retryable(throttled, runtime):
-    flush = flush_in(runtime, throttled)
-    with pytest.raises(flushkit.RateLimitedError) as caught:
-        for _ in range(3):  # the first may pass; one every 10 s does
-            flush("docs", timeout=30.0)
-    assert caught.value.retryable is True
-    assert caught.value.code == 8
-    assert caught.value.error_code == "RateLimit"
-    assert "rate limit exceeded" in caught.value.reason
-
-
 def _benchmark(name: str):
     """A module of benchmarks/, imported by path."""
     import importlib.util
@@ -255,3 +232,101 @@ def test_the_same_load_through_pymilvus_meets_the_rate_limit(limited, rate_bench
     report = rate_bench.summary(outcomes, proxy.take())
     assert report["flush_rpcs"] > 2
     assert report["rate_limited_answers"] > 0
+
+
+# Milvus's default flush rate (one Flush every 10 s), as the 2.3.5 server's server-wide
+# limit. One counting proxy per server, kept across tests, so that the lanes remember what
+# they learned, as in a long-running service.
+
+_PROXIES: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="module")
+def _proxies():
+    yield _PROXIES
+    for proxy in _PROXIES.values():
+        proxy.__exit__(None, None, None)
+    _PROXIES.clear()
+
+
+@pytest.fixture
+def default_limited(milvus_servers, rate_bench, _proxies):
+    """A server at Milvus's default flush rate, behind a proxy that counts Flush RPCs and
+    throttled answers; the collection has a fresh row."""
+    server = milvus_servers.get(**rate_bench.DEFAULT_RATE_LIMIT)
+    proxy = _proxies.get(server.uri)
+    if proxy is None:
+        proxy = _proxies[server.uri] = rate_bench.CountingProxy(server.uri.removeprefix("http://"))
+        proxy.__enter__()
+    client = MilvusClient(uri=proxy.uri)
+    if not client.has_collection(rate_bench.COLLECTION):
+        client.create_collection(rate_bench.COLLECTION, dimension=4)
+    client.insert(rate_bench.COLLECTION, [{"id": 7, "vector": [0.1, 0.2, 0.3, 0.4]}])
+    proxy.take()
+    yield client, proxy
+    client.close()
+
+
+def test_two_flushes_in_a_row_both_succeed_under_the_default_rate_limit(
+    default_limited, rate_bench, runtime
+):
+    client, proxy = default_limited
+    flush = flush_in(runtime, client)
+    flush(rate_bench.COLLECTION, timeout=30.0)  # may wait for the slot of earlier tests
+    second = flush(rate_bench.COLLECTION, timeout=30.0)
+    counts = proxy.take()
+    assert second.status.ok
+    assert second.elapsed <= rate_bench.DEFAULT_WINDOW + 1.0
+    assert counts["rate_limited"] <= 3
+    assert counts["flush_rpcs"] - counts["rate_limited"] == 2
+
+
+def test_callers_arriving_over_20_seconds_share_one_flush_per_slot(
+    default_limited, rate_bench, runtime
+):
+    client, proxy = default_limited
+    call = rate_bench.flushkit_call(client, runtime)
+    outcomes = rate_bench.arriving(64, 0.3, call, runtime)
+    report = rate_bench.summary(outcomes, proxy.take())
+    assert report["errors"] == {}
+    assert report["flush_rpcs"] <= 4
+    assert report["rate_limited_answers"] <= 2
+
+
+def test_a_call_whose_budget_ends_before_the_slot_fails_at_once(
+    default_limited, rate_bench, runtime
+):
+    client, _proxy = default_limited
+    flush = flush_in(runtime, client)
+    flush(rate_bench.COLLECTION, timeout=30.0)
+    started = time.monotonic()
+    with pytest.raises(flushkit.RateLimitedError) as caught:
+        flush(rate_bench.COLLECTION, timeout=2.0)
+    took = time.monotonic() - started
+    assert took < 1.0, f"{took:.3f} s: it waited instead of failing at once"
+    assert 2.0 < caught.value.retry_after <= rate_bench.DEFAULT_WINDOW
+    assert caught.value.retryable
+
+
+@pytest.fixture
+def busy_machine():
+    """Two CPU-bound processes for the test's duration (the machine has two cores)."""
+    import subprocess
+    import sys
+
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)
+    ]
+    yield
+    for spinner in spinners:
+        spinner.kill()
+        spinner.wait()
+
+
+def test_64_callers_released_together_on_a_busy_machine(
+    default_limited, rate_bench, runtime, busy_machine
+):
+    client, proxy = default_limited
+    outcomes = rate_bench.at_once(64, rate_bench.flushkit_call(client, runtime), runtime)
+    report = rate_bench.summary(outcomes, proxy.take())
+    assert report["errors"] == {}
