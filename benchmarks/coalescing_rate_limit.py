@@ -132,70 +132,38 @@ class _Forwarder(grpc.GenericRpcHandler):
 def at_once(callers: int, call: Callable[[], Any], runtime: str = "blocking") -> list[Any]:
     """Run ``call`` from ``callers`` threads (or tasks) released together; each outcome
     is ``(seconds, result or exception)``."""
-    outcomes: list[Any] = []
-
-    def timed() -> tuple[float, Any]:
-        began = time.perf_counter()
-        try:
-            outcome = call()
-        except Exception as exc:
-            outcome = exc
-        return time.perf_counter() - began, outcome
-
-    if runtime == "blocking":
-        barrier = threading.Barrier(callers)
-
-        def one() -> None:
-            barrier.wait()
-            outcomes.append(timed())
-
-        threads = [threading.Thread(target=one) for _ in range(callers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return outcomes
-
-    async def main() -> None:
-        async def one() -> None:
-            began = time.perf_counter()
-            try:
-                outcome = await call()
-            except Exception as exc:
-                outcome = exc
-            outcomes.append((time.perf_counter() - began, outcome))
-
-        async with anyio.create_task_group() as tasks:
-            for _ in range(callers):
-                tasks.start_soon(one)
-
-    anyio.run(main, backend=runtime)
-    return outcomes
+    return arriving(callers, 0.0, call, runtime)
 
 
 def arriving(
     callers: int, spacing: float, call: Callable[[], Any], runtime: str = "blocking"
 ) -> list[Any]:
-    """Start ``call`` from ``callers`` threads (or tasks), one every ``spacing`` seconds;
-    each outcome is ``(seconds, result or exception)``."""
+    """Start ``call`` from ``callers`` threads (or tasks), one every ``spacing`` seconds
+    (0: released together by a barrier); each outcome is ``(seconds, result or
+    exception)``."""
     outcomes: list[Any] = []
     began = time.monotonic()
 
-    def timed() -> None:
-        started = time.perf_counter()
-        try:
-            outcome = call()
-        except Exception as exc:
-            outcome = exc
+    def outcome_of(started: float, outcome: Any) -> None:
         outcomes.append((time.perf_counter() - started, outcome))
 
     if runtime == "blocking":
+        barrier = threading.Barrier(callers) if not spacing else None
+
+        def one() -> None:
+            if barrier is not None:
+                barrier.wait()
+            started = time.perf_counter()
+            try:
+                outcome_of(started, call())
+            except Exception as exc:
+                outcome_of(started, exc)
+
         threads = []
         for i in range(callers):
             time.sleep(max(0.0, began + i * spacing - time.monotonic()))
-            thread = threading.Thread(target=timed)
-            thread.start()
-            threads.append(thread)
+            threads.append(threading.Thread(target=one))
+            threads[-1].start()
         for thread in threads:
             thread.join()
         return outcomes
@@ -205,10 +173,9 @@ def arriving(
             await anyio.sleep(max(0.0, began + i * spacing - time.monotonic()))
             started = time.perf_counter()
             try:
-                outcome = await call()
+                outcome_of(started, await call())
             except Exception as exc:
-                outcome = exc
-            outcomes.append((time.perf_counter() - started, outcome))
+                outcome_of(started, exc)
 
         async with anyio.create_task_group() as tasks:
             for i in range(callers):

@@ -203,7 +203,7 @@ def test_a_call_learns_the_rate_and_fails_at_once_when_its_budget_is_too_short(
     assert time.monotonic() - started < 1.0
     assert caught.value.code == 8 and "rate=0.2" in caught.value.reason
     assert caught.value.throttled == 1 and caught.value.retry_after > 3.0
-    assert "retry_after" not in str(caught.value) and "5 s" not in caught.value.reason
+    assert "rate limited" in str(caught.value)
 
 
 def test_callers_arriving_over_time_share_one_flush_per_slot(fake, client, runtime):
