@@ -296,3 +296,15 @@ def test_bad_constructor_arguments_are_refused_without_rpcs(client, fake, make, 
     with pytest.raises(error):
         make(client)
     assert [call.method for call in fake.calls if call.method != "Connect"] == []
+
+
+def test_a_flusher_follows_the_clients_current_database(fake, client, runtime):
+    flush = flush_in(runtime, client)  # made before the switch
+    client.use_database("analytics")
+    result = flush("docs", timeout=5.0)
+    assert result.db_name == "analytics"
+    call = fake.flush_calls[-1]
+    assert call.metadata["dbname"] == "analytics"
+    assert call.request.db_name == "analytics"
+    client.use_database("default")
+    assert flush("docs", timeout=5.0).db_name == "default"

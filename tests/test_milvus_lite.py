@@ -77,3 +77,25 @@ def test_concurrent_flushes_coalesce(lite, runtime):
     outcomes = run_together(runtime, lite, callers)
     assert all(isinstance(o, flushkit.FlushResult) and o.persisted for o in outcomes), outcomes
     assert sum(o.coalesced for o in outcomes) >= 16  # 32 callers released together
+
+
+def test_a_missing_database_is_database_not_found(lite, runtime):
+    with pytest.raises(flushkit.DatabaseNotFoundError) as caught:
+        flush_in(runtime, lite)("docs", db_name="no_such_db", timeout=10.0)
+    assert caught.value.db_name == "no_such_db"
+
+
+def test_a_flusher_follows_use_database(tmp_path, runtime):
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(str(tmp_path / "dbs.db"))
+    try:
+        client.create_database("other")
+        flush = flush_in(runtime, client)  # made while the client is in "default"
+        client.use_database("other")
+        client.create_collection("only_here", dimension=4)
+        insert(client, "only_here")
+        result = flush("only_here", wait=True, timeout=30.0)
+        assert result.db_name == "other" and result.persisted
+    finally:
+        client.close()

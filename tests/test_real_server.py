@@ -98,6 +98,32 @@ def test_database_that_does_not_exist(root, runtime):
     assert "no_such_db" in caught.value.reason
 
 
+def test_a_flusher_follows_the_clients_current_database(root, runtime):
+    if "switched" not in root.list_databases():
+        root.create_database("switched")
+    name = collection(root, f"switched_{runtime}", rows=50, db_name="switched")
+    client = MilvusClient(uri=root._config.uri, token="root:Milvus")
+    try:
+        flush = flush_in(runtime, client)  # made while the client is in "default"
+        # pymilvus's use_database, less its DescribeDatabase check (Milvus 2.3.5 lacks it)
+        client._config.db_name = "switched"
+        result = flush(name, wait=True, timeout=60.0)  # not in "default": would fail there
+        assert result.db_name == "switched" and result.coll_segIDs[name] and result.persisted
+    finally:
+        client.close()
+
+
+def test_a_spent_budget_is_a_timeout_whatever_the_server_answers(root, runtime):
+    """The server reports its own deadline expiry as a status (code 65535, "proxy
+    TaskCondition context Done") most of the time: every repetition must be a timeout."""
+    name = collection(root, f"tiny_{runtime}", rows=10)
+    flush = flush_in(runtime, root)
+    for _ in range(8):
+        with pytest.raises(flushkit.FlushTimeoutError) as caught:
+            flush(name, wait=True, timeout=0.001)
+        assert isinstance(caught.value, TimeoutError)
+
+
 def test_collection_that_does_not_exist(root, runtime):
     with pytest.raises(flushkit.CollectionNotFoundError) as caught:
         flush_in(runtime, root)("no_such_collection", timeout=30.0)

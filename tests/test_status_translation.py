@@ -1,6 +1,7 @@
 """Milvus statuses become typed exceptions (pure logic, no server)."""
 
 import pickle
+import time
 
 import pytest
 from hypothesis import given
@@ -109,3 +110,56 @@ def test_every_status_is_success_or_one_documented_error(code, error_code, retri
         code in RETRIABLE_CODES if code else error_code in RETRIABLE_LEGACY_CODES
     )
     assert error.retryable is expected
+
+
+def test_a_missing_database_named_only_in_the_reason_is_database_not_found():
+    # Milvus Lite 3.2: code 6 / legacy 6, "database 'nodb' does not exist"
+    error = error_from_status(status(6, 6, "database 'nodb' does not exist"), REQUEST)
+    assert type(error) is flushkit.DatabaseNotFoundError
+    assert error.code == 6
+    # a reason alone never overrides a code that has its own class
+    error = error_from_status(status(100, 4, "collection not found[database=x]"), REQUEST)
+    assert type(error) is flushkit.CollectionNotFoundError
+
+
+@pytest.mark.parametrize(
+    ("code", "error_code", "reason"),
+    [
+        (65535, 1, "proxy TaskCondition context Done"),
+        (65535, 1, "attempt #0: channel not found[channel=x]"),
+        (100, 4, "collection not found"),
+        (8, 49, "rate limit exceeded[rate=0.1]"),
+    ],
+)
+def test_any_failure_after_the_budget_ran_out_is_a_timeout_keeping_the_status(
+    code, error_code, reason
+):
+    spent = REQUEST.replace(deadline=time.monotonic() - 0.001)
+    error = error_from_status(status(code, error_code, reason), spent)
+    assert type(error) is flushkit.FlushTimeoutError and isinstance(error, TimeoutError)
+    assert (error.code, error.reason) == (code, reason)
+    assert error.error_code == common_pb2.ErrorCode.Name(error_code)
+    assert reason in str(error)
+    in_time = REQUEST.replace(deadline=time.monotonic() + 60)
+    assert type(error_from_status(status(code, error_code, reason), in_time)) is not (
+        flushkit.FlushTimeoutError
+    )
+
+
+def test_a_grpc_failure_after_the_budget_ran_out_is_a_timeout():
+    import grpc
+
+    from flushkit._effects import FLUSH, Call
+    from flushkit._exceptions import error_from_rpc
+
+    class Failed(grpc.RpcError):
+        def code(self):
+            return grpc.StatusCode.UNAVAILABLE
+
+        def details(self):
+            return "connection reset"
+
+    spent = REQUEST.replace(deadline=time.monotonic() - 0.001)
+    error = error_from_rpc(Failed(), Call(FLUSH, None, spent))
+    assert type(error) is flushkit.FlushTimeoutError
+    assert error.grpc_code == "UNAVAILABLE" and error.reason == "connection reset"

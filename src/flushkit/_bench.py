@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import threading
 import time
@@ -31,6 +32,7 @@ from ._blocking import Flusher
 from ._exceptions import FlushError
 from ._middleware import CoalescingMiddleware, default_middleware
 from ._models import FlushResult
+from ._validation import check_name
 
 
 @dataclass(frozen=True)
@@ -217,13 +219,12 @@ def _bench_tasks(
 
 
 def plot_cdf(path: str, latencies: Sequence[float], title: str) -> None:
-    try:
-        import matplotlib
+    """Write the latency CDF to ``path`` (``check_plot_can_be_written`` said it can)."""
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise SystemExit("--plot needs matplotlib: pip install 'flushkit[bench]'") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     ordered = sorted(value * 1000 for value in latencies)
     fractions = [(i + 1) / len(ordered) for i in range(len(ordered))]
     figure, axes = plt.subplots(figsize=(7, 4))
@@ -239,15 +240,31 @@ def plot_cdf(path: str, latencies: Sequence[float], title: str) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--collection", default="flushkit_bench", help="the collection to flush")
+    parser.add_argument(
+        "--collection",
+        default="flushkit_bench",
+        help="the collection to flush; it must exist unless --create (default: %(default)s)",
+    )
     parser.add_argument(
         "--create",
         action="store_true",
         help="create the collection first if it is missing, and drop it afterwards",
     )
-    parser.add_argument("--calls", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=1)
-    parser.add_argument("--runtime", choices=["blocking", "asyncio", "trio"], default="blocking")
+    parser.add_argument(
+        "--calls", type=int, default=1000, help="flushes to measure (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="callers flushing at the same time (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=["blocking", "asyncio", "trio"],
+        default="blocking",
+        help="threads (blocking) or tasks (asyncio, trio) as callers (default: %(default)s)",
+    )
     parser.add_argument("--wait", action="store_true", help="wait until persisted")
     parser.add_argument(
         "--no-coalesce",
@@ -256,13 +273,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="every call sends its own Flush RPC (no coalescing middleware)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--plot", metavar="FILE.png", help="write a latency CDF")
+    parser.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="write a latency CDF to this image file (needs matplotlib: "
+        "pip install 'flushkit[bench]')",
+    )
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Raise ``ValueError`` for a bench argument that would fail, before any work."""
+    check_name("collection name", args.collection)
+    check_at_least_one("--calls", args.calls)
+    check_at_least_one("--concurrency", args.concurrency)
+    if args.plot is not None:
+        check_plot_can_be_written(args.plot)
+
+
+def check_at_least_one(option: str, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{option} must be an integer of at least 1, not {value}")
+
+
+def check_plot_can_be_written(path: str) -> None:
+    """matplotlib is installed, knows the file's format, and its directory is writable."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise ValueError("--plot needs matplotlib: pip install 'flushkit[bench]'") from None
+    suffix = os.path.splitext(path)[1].lstrip(".").lower()
+    if suffix and suffix not in FigureCanvasBase.get_supported_filetypes():
+        raise ValueError(f"--plot {path!r}: matplotlib cannot write .{suffix} files")
+    check_directory_is_writable("--plot", path)
+
+
+def check_directory_is_writable(option: str, path: str) -> None:
+    """The directory that will hold the file ``path`` exists and is writable."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValueError(f"{option} {path!r}: the directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise ValueError(f"{option} {path!r}: the directory {directory} is not writable")
 
 
 def bench_command(args: argparse.Namespace, client: Any) -> int:
-    if args.calls < 1 or args.concurrency < 1:
-        print("flushkit: --calls and --concurrency must be at least 1", file=sys.stderr)
-        return 2
+    """Run the bench that ``check_arguments`` accepted; the exit code."""
     created = args.create and not client.has_collection(args.collection)
     if created:
         client.create_collection(args.collection, dimension=4)

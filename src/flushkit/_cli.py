@@ -1,4 +1,8 @@
-"""The ``flushkit`` command: ``flushkit flush`` and ``flushkit demo``.
+"""The ``flushkit`` command: ``flushkit flush``, ``flushkit bench`` and ``flushkit demo``.
+
+Every argument is checked before connecting (exit 2, with the library's message for
+``--timeout``); on Milvus Lite, which ignores unknown collections, the command checks that
+the collections exist before flushing (exit 4) or benchmarking (exit 2 without ``--create``).
 
 Exit codes (also in the README):
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import logging
 import os
@@ -33,9 +38,11 @@ import structlog
 
 from . import _exceptions as errors
 from ._bench import add_arguments as add_bench_arguments
-from ._bench import bench_command
+from ._bench import bench_command, check_at_least_one, check_directory_is_writable
+from ._bench import check_arguments as check_bench_arguments
 from ._blocking import Flusher
 from ._models import FlushResult
+from ._validation import collection_names_of, db_name_of, timeout_of
 
 EXIT_CODES: dict[type[errors.FlushError], int] = {
     errors.FlushTimeoutError: 3,
@@ -67,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     _configure_logging(args.verbose)
     try:
+        args.check(args)
+    except (ValueError, TypeError) as exc:
+        print(f"flushkit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         return int(args.run(args))
     except KeyboardInterrupt:
         return 130
@@ -76,13 +88,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flushkit", description="Flush Milvus collections safely and observably."
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log at debug level (logs go to stderr)"
+    )
     commands = parser.add_subparsers(dest="command")
 
     flush = commands.add_parser(
         "flush",
         help="flush collections and print the result",
-        description="Flush collections and print the result. Exit codes: 0 success, "
+        description="Flush collections and print the result. On Milvus Lite (a .db file), "
+        "which ignores unknown names, the command checks first that every collection exists. "
+        "Exit codes: 0 success, "
         "3 timeout, 4 collection not found, 5 database not found, 6 rate limited, "
         "7 unavailable, 8 permission denied, 9 invalid argument, 10 quota exceeded, "
         "11 other server error, 2 bad arguments, 1 unexpected.",
@@ -92,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     flush.add_argument("--db", default=None, help="database (default: the server's default)")
     flush.add_argument("--wait", action="store_true", help="wait until persisted")
     flush.add_argument("--json", action="store_true", help="print the result as JSON")
-    flush.set_defaults(run=_flush)
+    flush.set_defaults(run=_flush, check=_check_flush_arguments)
 
     bench = commands.add_parser(
         "bench",
@@ -103,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_connection_arguments(bench)
     add_bench_arguments(bench)
-    bench.set_defaults(run=_bench)
+    bench.set_defaults(run=_bench, check=_check_bench_arguments)
 
     demo = commands.add_parser(
         "demo",
@@ -117,8 +133,10 @@ def _parser() -> argparse.ArgumentParser:
         help="use the embedded Milvus standalone server (pip install 'flushkit[server]') "
         "instead of a Milvus Lite file in the current directory",
     )
-    demo.add_argument("--rows", type=int, default=1000, help="rows to insert")
-    demo.set_defaults(run=_demo, verbose=True)
+    demo.add_argument(
+        "--rows", type=int, default=1000, help="rows to insert (default: %(default)s)"
+    )
+    demo.set_defaults(run=_demo, check=_check_demo_arguments, verbose=True)
     return parser
 
 
@@ -134,7 +152,48 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         help="credential, user:password or API key (default: $MILVUS_TOKEN; prefer the "
         "variable, which stays out of shell history)",
     )
-    parser.add_argument("--timeout", type=float, default=60.0, help="budget in seconds")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="budget in seconds for connecting and for each flush (default: %(default)s)",
+    )
+
+
+def _check_flush_arguments(args: argparse.Namespace) -> None:
+    collection_names_of(args.names)
+    db_name_of(args.db, "default")
+    _check_connection_arguments(args)
+
+
+def _check_bench_arguments(args: argparse.Namespace) -> None:
+    _check_connection_arguments(args)
+    check_bench_arguments(args)
+
+
+def _check_demo_arguments(args: argparse.Namespace) -> None:
+    check_at_least_one("--rows", args.rows)
+
+
+def _check_connection_arguments(args: argparse.Namespace) -> None:
+    """Raise the library's ``ValueError`` for ``--timeout``; check a Milvus Lite file."""
+    timeout_of(args.timeout)
+    if is_milvus_lite(args.uri):
+        _check_milvus_lite_can_open(args.uri)
+
+
+def is_milvus_lite(uri: str) -> bool:
+    """pymilvus's own rule: a URI ending in ``.db`` is a Milvus Lite file."""
+    return uri.endswith(".db")
+
+
+def _check_milvus_lite_can_open(uri: str) -> None:
+    if importlib.util.find_spec("milvus_lite") is None:
+        raise ValueError(
+            f"--uri {uri!r} is a Milvus Lite file, which needs milvus-lite: "
+            "pip install 'flushkit[lite]'"
+        )
+    check_directory_is_writable("--uri", uri)
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -185,6 +244,15 @@ def _flush(args: argparse.Namespace) -> int:
 
 
 def _flush_with(args: argparse.Namespace, client: Any) -> int:
+    missing = missing_on_milvus_lite(args.uri, client, args.names, args.db)
+    if missing:
+        print(
+            f"flushkit: CollectionNotFoundError: no collection {', '.join(map(repr, missing))} "
+            f"in database {args.db or 'default'!r} (checked first: Milvus Lite does not "
+            "report unknown collections)",
+            file=sys.stderr,
+        )
+        return EXIT_CODES[errors.CollectionNotFoundError]
     try:
         flusher = Flusher(client)
         result = flusher.flush(args.names, db_name=args.db, timeout=args.timeout, wait=args.wait)
@@ -256,8 +324,36 @@ def print_table(result: FlushResult, out: TextIO) -> None:
     )
 
 
+def missing_on_milvus_lite(
+    uri: str, client: Any, names: Sequence[str], db_name: str | None
+) -> list[str]:
+    """The collections of ``names`` that a Milvus Lite file lacks.
+
+    Milvus Lite answers a flush of an unknown collection with success, so the command asks
+    first; a server answers collection-not-found itself, so there it asks nothing.
+    """
+    if not is_milvus_lite(uri):
+        return []
+    if db_name is not None:
+        if db_name not in client.list_databases():
+            return []  # the flush reports the missing database (DatabaseNotFoundError)
+        client.use_database(db_name)  # has_collection asks the client's database
+    return [name for name in names if not client.has_collection(name)]
+
+
 def _bench(args: argparse.Namespace) -> int:
-    return _with_client(args, lambda client: bench_command(args, client))
+    return _with_client(args, lambda client: _bench_with(args, client))
+
+
+def _bench_with(args: argparse.Namespace, client: Any) -> int:
+    if not args.create and missing_on_milvus_lite(args.uri, client, [args.collection], None):
+        print(
+            f"flushkit: no collection {args.collection!r} to bench: pass --create to create it "
+            "for the run (and drop it afterwards), or --collection with an existing collection",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return bench_command(args, client)
 
 
 def _demo(args: argparse.Namespace) -> int:

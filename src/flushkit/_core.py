@@ -92,6 +92,8 @@ def _flush_all(request: FlushRequest, plan: Plan) -> Generator[Any, Any, float]:
                 raise
             plan.started(step.round, future)
         elif isinstance(step, Refuse):
+            if deadline is not None and now >= deadline:
+                raise timeout_error(request, "waiting for the server to admit a flush")
             raise rate_limited_error(
                 request, step.ticket.name, step.retry_after, step.status, step.exhausted
             )

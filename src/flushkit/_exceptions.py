@@ -5,9 +5,10 @@
     FlushError                      code, error_code, reason, collection_names, db_name,
     │                               retryable, grpc_code, attempts, coalesced, throttled,
     │                               paced, retry_after
-    ├── FlushTimeoutError           also a TimeoutError: the call's budget ran out
+    ├── FlushTimeoutError           also a TimeoutError: the call's budget ran out (any
+    │                               failure after it did; the server's status kept on it)
     ├── CollectionNotFoundError     code 100 / legacy CollectionNotExists
-    ├── DatabaseNotFoundError       code 800
+    ├── DatabaseNotFoundError       code 800, or a reason saying so (Milvus Lite: code 6)
     ├── RateLimitedError            codes 4, 8 / legacy RateLimit; gRPC RESOURCE_EXHAUSTED;
     │                               the budget ends before the server admits the next flush
     ├── ServiceUnavailableError     also a ConnectionError: codes 1, 2 / legacy NotReadyServe,
@@ -28,6 +29,8 @@ any RPC. Cancellation is never a ``FlushError``: it propagates as the runtime's 
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -197,11 +200,20 @@ _DESCRIPTIONS: Mapping[type[FlushError], str] = {
 }
 
 
+#: Milvus Lite answers a missing database with code 6 and only its reason says so
+#: ("database 'x' does not exist"); servers answer code 800 (2.4+) or name it likewise.
+_DATABASE_MISSING = re.compile(r"database .*(does not exist|not ?found)", re.IGNORECASE)
+
+
 def error_class_for(status: Status) -> type[FlushError]:
     """The exception class for a status that is not OK."""
     if status.code:
-        return _BY_CODE.get(status.code, ServerError)
-    return _BY_LEGACY_CODE.get(status.legacy_code, ServerError)
+        cls = _BY_CODE.get(status.code, ServerError)
+    else:
+        cls = _BY_LEGACY_CODE.get(status.legacy_code, ServerError)
+    if cls is ServerError and _DATABASE_MISSING.search(status.reason):
+        return DatabaseNotFoundError
+    return cls
 
 
 def is_retryable(status: Status) -> bool:
@@ -219,17 +231,26 @@ def describe(request: FlushRequest) -> str:
     return f"flush of [{names}] in database {request.db_name!r}"
 
 
+def spent(request: FlushRequest) -> bool:
+    """Whether the call's budget has run out: from then on, any failure is a timeout (a
+    server may report its own deadline expiry as an ordinary status)."""
+    return request.deadline is not None and time.monotonic() >= request.deadline
+
+
 def error_from_status(status: Status, request: FlushRequest) -> FlushError:
-    """The :class:`FlushError` that a status that is not OK stands for."""
-    cls = error_class_for(status)
-    message = (
-        f"{describe(request)} failed: {_DESCRIPTIONS[cls]} "
-        f"[code={status.code}, error_code={status.error_code}]"
-    )
+    """The :class:`FlushError` that a status that is not OK stands for; once the budget
+    has run out, a :class:`FlushTimeoutError` that keeps the status."""
+    said = f"[code={status.code}, error_code={status.error_code}]"
     if status.reason:
-        message = f"{message}: {status.reason}"
+        said = f"{said}: {status.reason}"
+    if spent(request):
+        error = timeout_error(request, f"the server answered {said}")
+        error.code, error.error_code, error.reason = status.code, status.error_code, status.reason
+        error.grpc_code = None
+        return error
+    cls = error_class_for(status)
     return cls(
-        message,
+        f"{describe(request)} failed: {_DESCRIPTIONS[cls]} {said}",
         code=status.code,
         error_code=status.error_code,
         reason=status.reason,
@@ -298,6 +319,10 @@ def error_from_rpc(exc: grpc.RpcError, call: Call) -> FlushError:
     details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return timeout_error(request, f"gRPC deadline exceeded during {call.method}")
+    if spent(request):
+        error = timeout_error(request, f"{call.method} ended with gRPC {code.name}")
+        error.grpc_code, error.reason = code.name, details or ""
+        return error
     cls, retryable = _BY_GRPC_CODE.get(code, (ServerError, False))
     return cls(
         f"{describe(request)} failed: {call.method} RPC ended with gRPC {code.name}: {details}",

@@ -42,8 +42,7 @@ class MilvusConnection:
         self._client = client
         #: "host:port" or "unix:/path"; pymilvus strips the URI's user info from it.
         self.address: str = str(config.address)
-        #: The client's database; "" means the server's default database.
-        self.db_name: str = str(config.db_name or "default")
+        self._config = config
         token = str(config.token or "")
         self._auth: Metadata = (
             (("authorization", base64.b64encode(token.encode()).decode()),) if token else ()
@@ -59,6 +58,12 @@ class MilvusConnection:
         if channel is None:
             raise ClientClosedError("the MilvusClient is closed")
         return channel
+
+    @property
+    def db_name(self) -> str:
+        """The client's current database (``client.use_database`` changes it): read on
+        every call, as pymilvus's own calls do; "" means the server's default."""
+        return str(self._config.db_name or "default")
 
     def metadata(self, db_name: str) -> Metadata:
         """gRPC metadata for a call in ``db_name``: database and credentials."""

@@ -300,6 +300,14 @@ class _Servicer(milvus_pb2_grpc.MilvusServiceServicer):  # type: ignore[misc]
             status=common_pb2.Status(), version=MilvusTestServer.VERSION
         )
 
+    def DescribeDatabase(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """Every database exists (``MilvusClient.use_database`` asks first)."""
+        call = self._fake._record("DescribeDatabase", request, context)
+        call.ended = time.monotonic()
+        return milvus_pb2.DescribeDatabaseResponse(
+            status=common_pb2.Status(), db_name=request.db_name
+        )
+
     def Flush(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self._fake._serve(FLUSH, request, context)
 

@@ -1,4 +1,5 @@
-"""Structured logging of every flush with structlog.
+"""Structured logging of every flush: structlog, or stdlib ``logging`` until the
+application configures structlog.
 
 Events (stable names, in the ``flushkit.`` namespace):
 
@@ -17,49 +18,41 @@ A call that fails because its budget ends before the server admits the next Flus
 ``retry_after_s`` in its ``failed`` event; ``paced_s`` and ``throttled`` appear there too
 when not zero.
 
-No credential is ever a field. structlog is never configured here: the application
+No credential is ever a field. The default logger (:class:`flushkit._logger.DefaultLogger`)
+is structlog's ``flushkit`` logger once the application has configured structlog, and
+until then the stdlib logger ``flushkit``, with the event name and the fields as
+``key=repr(value)`` in the message and the event dict in ``record.flushkit``; the choice
+follows the configuration at each call. Neither is ever configured here: the application
 decides where the events go.
 """
 
 from __future__ import annotations
 
-import logging
-import operator
 import time
 from typing import Any
 
-import structlog
-
 from .._chain import Flow
 from .._exceptions import FlushError
+from .._logger import DefaultLogger
 from .._models import FlushRequest, FlushResult
 
 
 class LoggingMiddleware:
-    """Logs the outcome of each flush; ``logger`` defaults to structlog's ``flushkit``."""
+    """Logs the outcome of each flush; ``logger`` defaults to flushkit's
+    :class:`~flushkit._logger.DefaultLogger` (structlog if configured, else stdlib
+    ``logging``), any other is called as a structlog logger."""
 
     def __init__(self, logger: Any = None) -> None:
-        self.logger = logger if logger is not None else structlog.get_logger("flushkit")
-        self._lazy = logger is None
-        self._bound: tuple[tuple[Any, ...], Any, bool] | None = None
+        self._default = DefaultLogger() if logger is None else None
+        self.logger: Any = logger if self._default is None else self._default
 
     def _current(self) -> tuple[Any, bool]:
-        """The logger to call now, and whether it logs debug events.
-
-        structlog's lazy proxy binds a new logger on every call, which is most of what
-        logging costs a flush: bind once per structlog configuration instead (so an
-        application that configures structlog later is still obeyed).
-        """
-        if not self._lazy:
+        """The logger to call now, and whether it logs debug events (the default logger
+        chooses at each call, cheaply; a logger passed in is used as is)."""
+        default = self._default
+        if default is None:
             return self.logger, True
-        config = tuple(structlog.get_config().values())
-        bound = self._bound
-        if bound is None or not all(map(operator.is_, bound[0], config)):
-            logger = self.logger.bind()
-            enabled = getattr(logger, "is_enabled_for", None)
-            debug = True if enabled is None else bool(enabled(logging.DEBUG))
-            bound = self._bound = (config, logger, debug)
-        return bound[1], bound[2]
+        return default.current()
 
     def __call__(self, request: FlushRequest) -> Flow:
         logger, debug = self._current()

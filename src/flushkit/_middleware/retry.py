@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
 from opentelemetry import trace
 
 from .._chain import Flow
 from .._exceptions import FlushError
+from .._logger import DefaultLogger
 from .._models import FlushRequest, FlushResult, Pause
 
 
@@ -94,7 +94,7 @@ class RetryMiddleware:
         chance: Callable[[], float] = random.random,
     ) -> None:
         self.policy = policy if policy is not None else RetryPolicy()
-        self.logger = logger if logger is not None else structlog.get_logger("flushkit")
+        self.logger = logger if logger is not None else DefaultLogger()
         self._chance = chance
 
     def __call__(self, request: FlushRequest) -> Flow:
