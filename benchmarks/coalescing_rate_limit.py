@@ -72,7 +72,7 @@ _HOP_BY_HOP = {"user-agent", "content-type", "te", "grpc-timeout"}
 
 class CountingProxy:
     """A gRPC proxy on loopback that forwards every unary RPC to ``target`` unchanged and
-    counts Flush RPCs and their rate-limited answers."""
+    counts them by method, and the Flush RPCs' rate-limited answers."""
 
     def __init__(self, target: str) -> None:
         self._channel = grpc.insecure_channel(target)
@@ -107,6 +107,8 @@ class CountingProxy:
             )
         except grpc.RpcError as exc:
             context.abort(exc.code(), exc.details() or "")
+        with self._lock:
+            self.counts[method.rsplit("/", 1)[-1]] += 1
         if method.endswith("/Flush"):
             status = milvus_pb2.FlushResponse.FromString(response).status
             with self._lock:

@@ -7,7 +7,12 @@ both clients on the same server, interleaved round by round with alternating ord
 * after inserts: each client flushes its own collection right after the same number of
   fresh rows was inserted into it.
 
-Reports the median of each, and the ratio flushkit / pymilvus of the medians.
+and, as a third column, the server's own floor: a bare Flush RPC, then GetFlushState
+polled every 1 ms until it first says flushed (what no client can beat). Every RPC goes
+through a counting proxy on loopback, so the GetFlushState RPCs per wait are counted too.
+
+Reports the median of each, the ratios flushkit / pymilvus and flushkit / floor, and the
+median GetFlushState RPCs per wait.
 
     python benchmarks/wait_real_server.py [--idle-rounds 12] [--insert-rounds 6] [--rows 2000]
 """
@@ -24,7 +29,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import structlog
+from coalescing_rate_limit import CountingProxy
 from pymilvus import MilvusClient
+from pymilvus.grpc_gen import milvus_pb2
 
 import flushkit
 from flushkit._standalone import standalone
@@ -41,6 +48,30 @@ def insert(client: MilvusClient, name: str, rows: int, start: int) -> None:
     client.insert(name, data)
 
 
+def floor(client: MilvusClient, name: str) -> None:
+    """A bare Flush RPC, then GetFlushState every 1 ms until it says flushed."""
+    channel = client._handler._channel
+    flush = channel.unary_unary(
+        "/milvus.proto.milvus.MilvusService/Flush",
+        request_serializer=milvus_pb2.FlushRequest.SerializeToString,
+        response_deserializer=milvus_pb2.FlushResponse.FromString,
+    )
+    state = channel.unary_unary(
+        "/milvus.proto.milvus.MilvusService/GetFlushState",
+        request_serializer=milvus_pb2.GetFlushStateRequest.SerializeToString,
+        response_deserializer=milvus_pb2.GetFlushStateResponse.FromString,
+    )
+    metadata = (("dbname", "default"),)
+    response = flush(milvus_pb2.FlushRequest(collection_names=[name]), metadata=metadata)
+    poll = milvus_pb2.GetFlushStateRequest(
+        segmentIDs=response.coll_segIDs[name].data if name in response.coll_segIDs else (),
+        flush_ts=response.coll_flush_ts[name],
+        collection_name=name,
+    )
+    while not state(poll, metadata=metadata).flushed:
+        time.sleep(0.001)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle-rounds", type=int, default=12)
@@ -50,46 +81,56 @@ def main() -> int:
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
-    samples: dict[str, list[float]] = {
-        "idle pymilvus": [],
-        "idle flushkit": [],
-        "inserts pymilvus": [],
-        "inserts flushkit": [],
-    }
+    who_runs = ("pymilvus", "flushkit", "floor")
+    cases = ("idle", "inserts")
+    samples: dict[str, list[float]] = {f"{c} {w}": [] for c in cases for w in who_runs}
+    polls: dict[str, list[int]] = {"idle": [], "inserts": []}
     with tempfile.TemporaryDirectory() as tmp, standalone(Path(tmp)) as server:
-        client = MilvusClient(uri=server.uri)
+        proxy = CountingProxy(server.uri.removeprefix("http://")).__enter__()
+        client = MilvusClient(uri=proxy.uri)
         flusher = flushkit.Flusher(client, timeout=120.0)
-        for name in ("idle", "by_pymilvus", "by_flushkit"):
+        for name in ("idle", *(f"by_{who}" for who in who_runs)):
             client.create_collection(name, dimension=4)
         insert(client, "idle", 100, 0)
         client.flush("idle")
 
-        runs = {
+        runs: dict[str, Callable[[str], object]] = {
             "pymilvus": lambda name: client.flush(name, timeout=120.0),
             "flushkit": lambda name: flusher.flush(name, wait=True),
+            "floor": lambda name: floor(client, name),
         }
+
+        def measure(case: str, who: str, name: str) -> None:
+            proxy.take()
+            samples[f"{case} {who}"].append(timed(lambda: runs[who](name)))
+            if who == "flushkit":
+                polls[case].append(proxy.take()["GetFlushState"])
+
         for i in range(args.idle_rounds):
-            order = ["pymilvus", "flushkit"] if i % 2 == 0 else ["flushkit", "pymilvus"]
-            for who in order:
-                samples[f"idle {who}"].append(timed(lambda who=who: runs[who]("idle")))
+            for who in who_runs[i % 3 :] + who_runs[: i % 3]:  # rotating order
+                measure("idle", who, "idle")
         for i in range(args.insert_rounds):
-            order = ["pymilvus", "flushkit"] if i % 2 == 0 else ["flushkit", "pymilvus"]
-            for who in order:
+            for who in who_runs[i % 3 :] + who_runs[: i % 3]:
                 name = f"by_{who}"
                 insert(client, name, args.rows, (i + 1) * 10 * args.rows)
-                samples[f"inserts {who}"].append(timed(lambda who=who, n=name: runs[who](n)))
+                measure("inserts", who, name)
         client.close()
+        proxy.__exit__(None, None, None)
 
-    report = {}
+    report: dict[str, dict[str, float]] = {}
     print(f"Milvus 2.3.5 standalone, wait until persisted; {args.rows} rows per insert round")
     print(f"{'case':<18} {'n':>3} {'median ms':>10}")
     for case, values in samples.items():
         report[case] = {"n": len(values), "median_ms": statistics.median(values) * 1000}
         print(f"{case:<18} {len(values):>3} {report[case]['median_ms']:>10.1f}")
     for case in ("idle", "inserts"):
-        ratio = report[f"{case} flushkit"]["median_ms"] / report[f"{case} pymilvus"]["median_ms"]
-        report[f"{case} ratio"] = {"flushkit/pymilvus": ratio}
-        print(f"{case:<18} ratio flushkit/pymilvus = {ratio:.3f}")
+        mine = report[f"{case} flushkit"]["median_ms"]
+        report[f"{case} ratio"] = {
+            "flushkit/pymilvus": mine / report[f"{case} pymilvus"]["median_ms"],
+            "flushkit/floor": mine / report[f"{case} floor"]["median_ms"],
+            "flushkit GetFlushState RPCs per wait (median)": statistics.median(polls[case]),
+        }
+        print(case, {k: round(v, 3) for k, v in report[f"{case} ratio"].items()})
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

@@ -29,10 +29,12 @@ from ._models import FlushRequest, FlushResult, Pause, Status, merged_result, re
 
 __all__ = ["flush_flow", "wait_until_persisted"]
 
-#: The first poll of GetFlushState comes right after the Flush RPC; between later polls
-#: the pause starts here and grows by POLL_GROWTH up to POLL_MAX (pymilvus sleeps 0.5 s).
-POLL_FIRST = 0.005
-POLL_GROWTH = 1.5
+#: The first poll of GetFlushState comes right after the Flush RPC; the pause before each
+#: later one is POLL_SHARE of the time waited so far, at least POLL_MIN and at most
+#: POLL_MAX: a wait ends at most 15% (plus a poll) after the server reports the segments
+#: persisted, whenever that is (pymilvus sleeps 0.5 s between polls).
+POLL_MIN = 0.01
+POLL_SHARE = 0.15
 POLL_MAX = 0.25
 
 Effects = Generator[Call | Start | Await | Pause, Any, FlushResult]
@@ -172,7 +174,7 @@ def wait_until_persisted(
         )
         for name in request.collection_names
     ]
-    pause = POLL_FIRST
+    began = time.monotonic()
     while True:
         still_pending = []
         for message in pending:
@@ -185,8 +187,8 @@ def wait_until_persisted(
         if not still_pending:
             return None
         pending = still_pending
-        if request.deadline is None:
-            yield Pause(pause)
-        else:
-            yield Pause(min(pause, max(request.deadline - time.monotonic(), 0.0)))
-        pause = min(pause * POLL_GROWTH, POLL_MAX)
+        now = time.monotonic()
+        pause = min(max(POLL_SHARE * (now - began), POLL_MIN), POLL_MAX)
+        if request.deadline is not None:
+            pause = min(pause, max(request.deadline - now, 0.0))
+        yield Pause(pause)
