@@ -1,19 +1,20 @@
-"""Fixtures: a scripted Milvus gRPC server on loopback, and every facade test run three ways."""
+"""Fixtures: a scripted Milvus gRPC server on loopback, and every facade test run three ways.
+
+Fixtures only: helpers the test modules share live in helpers.py.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import anyio
 import pytest
 from pymilvus import MilvusClient
 
-import flushkit
 from flushkit._standalone import Standalone, Standalones
 from flushkit.testing import MilvusTestServer
 
-RUNTIMES = ("blocking", "asyncio", "trio")
+from .helpers import RUNTIMES, FlushCall, flush_in
 
 
 @pytest.fixture(scope="session")
@@ -67,37 +68,7 @@ def runtime(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-FlushCall = Callable[..., flushkit.FlushResult]
-
-
-def flush_in(runtime: str, client: Any, **flusher_options: Any) -> FlushCall:
-    """A blocking callable that flushes with a new flusher, run the ``runtime`` way."""
-    if runtime == "blocking":
-        flusher = flushkit.Flusher(client, **flusher_options)
-        return flusher.flush
-    async_flusher = flushkit.AsyncFlusher(client, **flusher_options)
-
-    def flush(*args: Any, **kwargs: Any) -> flushkit.FlushResult:
-        async def main() -> flushkit.FlushResult:
-            return await async_flusher.flush(*args, **kwargs)
-
-        return anyio.run(main, backend=runtime)
-
-    return flush
-
-
 @pytest.fixture
 def flush(runtime: str, client: MilvusClient) -> FlushCall:
     """``flush(...)`` through the default chain, blocking, under asyncio or under trio."""
     return flush_in(runtime, client)
-
-
-def replace_channel(client: MilvusClient) -> None:
-    """Make pymilvus replace the client's channel, as it does when it reconnects."""
-    handler = client._handler
-    if hasattr(handler, "reconnect"):  # pymilvus >= 3.0
-        handler.reconnect()
-    else:  # older pymilvus swaps the channel in its connection manager's recovery
-        import grpc
-
-        handler._channel = grpc.insecure_channel(handler._address)

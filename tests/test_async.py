@@ -137,7 +137,7 @@ async def test_cancelled_flush_ends_its_span_unset_and_logs_cancelled(fake, clie
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import StatusCode
 
-    from .test_telemetry import RecordingLogger
+    from .helpers import RecordingLogger
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import structlog
@@ -63,3 +64,56 @@ def test_bench_wait(fake, capsys):
     assert main(["bench", "--uri", fake.uri, "--calls", "10", "--wait", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["wait"] is True
     assert len(fake.flush_state_calls) == 10
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--calls", "0"), ("--concurrency", "0"), ("--concurrency", "-3")]
+)
+def test_bad_counts_exit_2_before_connecting(fake, capsys, option, value):
+    assert main(["bench", "--uri", fake.uri, option, value]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"flushkit: {option} must be an integer of at least 1, not {value}\n"
+    )
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize(
+    ("plot", "message"),
+    [("missing-dir/cdf.png", "does not exist"), ("cdf.notaformat", "cannot write .notaformat")],
+)
+def test_plot_that_cannot_be_written_exits_2_before_any_work(fake, capsys, tmp_path, plot, message):
+    assert main(["bench", "--uri", fake.uri, "--calls", "5", "--plot", str(tmp_path / plot)]) == 2
+    assert message in capsys.readouterr().err
+    assert fake.calls == []
+
+
+def test_plot_without_matplotlib_exits_2_before_any_work(fake, capsys, tmp_path, monkeypatch):
+    for module in ("matplotlib", "matplotlib.backend_bases"):
+        monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    plot = str(tmp_path / "cdf.png")
+    assert main(["bench", "--uri", fake.uri, "--calls", "5", "--plot", plot]) == 2
+    assert "--plot needs matplotlib: pip install 'flushkit[bench]'" in capsys.readouterr().err
+    assert fake.calls == []
+
+
+@pytest.fixture
+def lite_file(tmp_path):
+    pytest.importorskip("milvus_lite")
+    from pymilvus import MilvusClient
+
+    path = str(tmp_path / "bench.db")
+    client = MilvusClient(path)
+    yield path, client
+    client.close()
+
+
+@pytest.mark.lite
+def test_missing_collection_on_milvus_lite_needs_create(lite_file, capsys):
+    path, client = lite_file
+    assert main(["bench", "--uri", path, "--calls", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "no collection 'flushkit_bench'" in err and "--create" in err
+    assert main(["bench", "--uri", path, "--calls", "5", "--create", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["calls"] == 5
+    assert not client.has_collection("flushkit_bench")  # --create drops what it created

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -12,7 +13,8 @@ import grpc
 import pytest
 import structlog
 
-from flushkit._cli import main
+from flushkit._cli import _parser, main
+from flushkit._validation import timeout_of
 from flushkit.testing import abort, hang, ok, status
 
 
@@ -73,6 +75,111 @@ def test_exit_code_per_error_class(fake, capsys, behaviour, code):
 def test_bad_arguments_exit_2_before_any_rpc(fake, capsys, args):
     assert main([*args, "--uri", fake.uri]) == 2
     assert fake.flush_calls == []
+
+
+@pytest.mark.parametrize("command", [["flush", "docs"], ["bench"]])
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf", "-inf"])
+def test_bad_timeout_exits_2_with_the_library_message_before_connecting(
+    tmp_path, capsys, command, timeout
+):
+    lite_file = tmp_path / "test.db"
+    assert main([*command, "--uri", str(lite_file), f"--timeout={timeout}"]) == 2
+    with pytest.raises(ValueError) as library:
+        timeout_of(float(timeout))
+    assert capsys.readouterr().err == f"flushkit: {library.value}\n"
+    assert list(tmp_path.iterdir()) == []  # Milvus Lite never opened the file
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [("missing/test.db", "does not exist"), ("http://localhost:99999", "out of range")],
+)
+def test_bad_uri_exits_2_before_connecting(tmp_path, capsys, uri, message):
+    uri = str(tmp_path / uri) if uri.endswith(".db") else uri
+    assert main(["flush", "docs", "--uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"flushkit: --uri {uri!r}: ") and message in err
+
+
+def test_every_option_has_help_and_shows_its_default():
+    commands = next(
+        action for action in _parser()._actions if isinstance(action, argparse._SubParsersAction)
+    )
+    for name, parser in commands.choices.items():
+        for action in parser._actions:
+            assert action.help, f"flushkit {name} {action.option_strings or action.dest}"
+            shows_default = action.default in (None, False, True, argparse.SUPPRESS)
+            shows_default = shows_default or "(default: " in action.help
+            assert shows_default, f"flushkit {name} {action.option_strings}: {action.help}"
+
+
+def test_bench_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["bench", "--help"])
+    assert done.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for shown in ("(default: 1000)", "(default: 1)", "(default: blocking)", "(default: 60.0)"):
+        assert shown in out
+
+
+@pytest.fixture
+def lite_file(tmp_path):
+    """A Milvus Lite file with the collection ``docs``, and ``only_there`` in database
+    ``second``."""
+    pytest.importorskip("milvus_lite")
+    from pymilvus import MilvusClient
+
+    path = str(tmp_path / "test.db")
+    client = MilvusClient(path)
+    client.create_collection("docs", dimension=4)
+    client.create_database("second")
+    client.use_database("second")
+    client.create_collection("only_there", dimension=4)
+    yield path
+    client.close()
+
+
+@pytest.mark.lite
+def test_unknown_collection_on_milvus_lite_exits_4(lite_file, capsys):
+    assert main(["flush", "docs", "ghost", "--uri", lite_file]) == 4
+    captured = capsys.readouterr()
+    assert captured.err.startswith("flushkit: CollectionNotFoundError: no collection 'ghost'")
+    assert "'docs'" not in captured.err and captured.out == ""
+
+
+@pytest.mark.lite
+def test_milvus_lite_collections_are_looked_up_in_the_database(lite_file, capsys):
+    assert main(["flush", "only_there", "--db", "second", "--uri", lite_file]) == 0
+    assert "database second: Success" in capsys.readouterr().out
+    assert main(["flush", "only_there", "--uri", lite_file]) == 4
+    assert main(["flush", "docs", "--db", "no_such_db", "--uri", lite_file]) == 5
+
+
+@pytest.mark.lite
+def test_milvus_uri_may_name_a_lite_file(tmp_path):
+    # pymilvus reads MILVUS_URI when imported, and rejects a file path there
+    pytest.importorskip("milvus_lite")
+    from milvus_lite.server_manager import server_manager_instance
+    from pymilvus import MilvusClient
+
+    path = str(tmp_path / "test.db")
+    client = MilvusClient(path)
+    client.create_collection("docs", dimension=4)
+    client.close()
+    server_manager_instance.release_server(path)  # the command opens the file itself
+    env = {**os.environ, "MILVUS_URI": path}
+    env.pop("MILVUS_TOKEN", None)
+
+    def flushkit(*args):
+        command = [sys.executable, "-m", "flushkit", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    done = flushkit("flush", "docs", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"]["error_code"] == "Success"
+    done = flushkit("flush", "ghost")
+    assert done.returncode == 4, done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_unreachable_server_exits_7(capsys):

@@ -11,9 +11,10 @@ import grpc
 import pytest
 
 import flushkit
+from flushkit._core import POLL_MAX, POLL_MIN, POLL_SHARE, poll_pause
 from flushkit.testing import abort, delay, hang, ok, status
 
-from .conftest import flush_in, replace_channel
+from .helpers import flush_in, replace_channel
 
 
 def test_flush_returns_what_the_server_said(flush, fake):
@@ -162,10 +163,22 @@ def test_wait_polls_until_persisted(flush, fake):
     assert states[0].request.collection_name == "docs"
     assert list(states[0].request.segmentIDs) == list(result.coll_segIDs["docs"])
     assert states[0].request.flush_ts == result.coll_flush_ts["docs"]
-    # the first check comes right after the Flush RPC, then the pauses grow
+    # the first check comes right after the Flush RPC, then never sooner than POLL_MIN
     assert states[0].started - flushed.ended < 0.05
     gaps = [b.started - a.started for a, b in itertools.pairwise(states)]
-    assert gaps[-1] > gaps[0]
+    assert all(gap >= POLL_MIN - 0.002 for gap in gaps), gaps
+
+
+def test_the_poll_pause_is_a_share_of_the_wait_between_its_bounds():
+    assert poll_pause(0.0) == POLL_MIN
+    assert poll_pause(1.0) == pytest.approx(POLL_SHARE * 1.0)
+    assert poll_pause(100.0) == POLL_MAX
+    waited, polls = 0.0, 0
+    while waited < 0.306:  # the server's median floor on an idle collection, measured
+        waited += poll_pause(waited)
+        polls += 1
+    assert waited <= 0.306 * (1 + POLL_SHARE) + POLL_MIN  # ends close to the floor
+    assert polls < 25  # without polling the server every millisecond
 
 
 def test_wait_for_several_collections(flush, fake):

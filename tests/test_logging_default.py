@@ -14,8 +14,7 @@ import structlog
 import flushkit
 from flushkit.testing import ok, status
 
-from .conftest import flush_in
-from .test_telemetry import RecordingLogger
+from .helpers import RecordingLogger, flush_in
 
 NOT_FOUND = status(100, 4, "collection not found")
 UNAVAILABLE = status(2, 1, "service unavailable", retriable=True)

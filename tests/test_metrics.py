@@ -9,8 +9,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 import flushkit
 from flushkit.testing import status
 
-from .conftest import flush_in
-from .test_telemetry import RecordingLogger
+from .helpers import RecordingLogger, flush_in, points
 
 
 @pytest.fixture
@@ -24,17 +23,6 @@ def measured(runtime, client, reader):
         logger=RecordingLogger(), meter_provider=MeterProvider(metric_readers=[reader])
     )
     return flush_in(runtime, client, middleware=chain)
-
-
-def points(reader):
-    data = reader.get_metrics_data()
-    found = {}
-    for resource in data.resource_metrics:
-        for scope in resource.scope_metrics:
-            assert scope.scope.name == "flushkit"
-            for metric in scope.metrics:
-                found[metric.name] = metric
-    return found
 
 
 def test_duration_histogram_follows_the_conventions(measured, reader, fake):

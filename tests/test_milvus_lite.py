@@ -6,7 +6,7 @@ import pytest
 
 import flushkit
 
-from .conftest import flush_in
+from .helpers import Caller, flush_in, run_together
 
 pytest.importorskip("milvus_lite", reason="Milvus Lite is not installed (pip install '.[lite]')")
 pytestmark = pytest.mark.lite
@@ -71,8 +71,6 @@ def test_timeout_too_short_for_the_call_raises_flush_timeout(lite):
 
 
 def test_concurrent_flushes_coalesce(lite, runtime):
-    from .test_coalescing import Caller, run_together
-
     callers = [Caller("docs", options={"wait": True, "timeout": 10.0}) for _ in range(32)]
     outcomes = run_together(runtime, lite, callers)
     assert all(isinstance(o, flushkit.FlushResult) and o.persisted for o in outcomes), outcomes

@@ -8,7 +8,7 @@ from pymilvus.grpc_gen import milvus_pb2
 
 from flushkit._pymilvus import MilvusConnection
 
-from .conftest import replace_channel
+from .helpers import replace_channel
 
 
 def test_client_exposes_handler_channel_and_config(fake):

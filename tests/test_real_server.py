@@ -15,8 +15,7 @@ from pymilvus import MilvusClient
 
 import flushkit
 
-from .conftest import flush_in
-from .test_telemetry import RecordingLogger
+from .helpers import RecordingLogger, flush_in
 
 pytestmark = pytest.mark.server
 

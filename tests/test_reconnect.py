@@ -9,7 +9,7 @@ from pymilvus import MilvusClient
 
 from flushkit.testing import MilvusTestServer
 
-from .conftest import flush_in
+from .helpers import flush_in
 
 
 def test_next_flush_after_a_server_restart_succeeds(runtime, milvus_test_server, client):

@@ -11,8 +11,7 @@ import flushkit
 from flushkit._models import FlushRequest
 from flushkit.testing import abort, disconnect, hang, status
 
-from .conftest import flush_in
-from .test_telemetry import RecordingLogger
+from .helpers import RecordingLogger, flush_in
 
 RATE_LIMITED = status(8, 49, "rate limit exceeded[rate=0.1]", retriable=True)
 UNAVAILABLE = status(2, 1, "service unavailable", retriable=True)

@@ -24,7 +24,9 @@ def soak():
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_short_soak(soak, backend):
-    report = soak.run_soak(calls=1500, concurrency=64, backend=backend)
+    # faults only: the default mix's "rate limit exceeded[rate=0.1]" answers make flushkit
+    # pace those collections 10 s apart, so most calls would fail fast, by design
+    report = soak.run_soak(calls=1500, concurrency=64, backend=backend, faults_only=True)
     assert sum(report.outcomes.values()) == 1500
     assert report.undocumented == []
     assert report.hung == 0

@@ -10,21 +10,7 @@ from pymilvus import MilvusClient
 import flushkit
 from flushkit.testing import abort, hang, status
 
-from .conftest import flush_in
-
-
-class RecordingLogger:
-    def __init__(self):
-        self.events = []
-
-    def _record(self, level):
-        def log(event, **fields):
-            self.events.append((level, event, fields))
-
-        return log
-
-    def __getattr__(self, level):
-        return self._record(level)
+from .helpers import RecordingLogger, flush_in
 
 
 @pytest.fixture

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 
 import anyio
 import pytest
 
-from flushkit._wakeups import _LoopWakeups, threadsafe_setter
+from flushkit._wakeups import _LoopWakeups, _wakeups, threadsafe_setter
 
 
 class Loop:
@@ -76,12 +77,32 @@ def test_events_set_from_other_threads_all_wake(backend):
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_waking_after_the_loop_ended_is_harmless(backend):
-    async def main() -> Callable[[], None]:
-        return threadsafe_setter(anyio.Event())
+    async def main() -> tuple[anyio.Event, Callable[[], None], _LoopWakeups]:
+        event = anyio.Event()
+        wake = threadsafe_setter(event)
+        if backend == "asyncio":
+            key: object = asyncio.get_running_loop()
+        else:
+            import trio
 
-    wake = anyio.run(main, backend=backend)
-    wake()
-    wake()
+            key = trio.lowlevel.current_trio_token()
+        return event, wake, _wakeups[key]  # the ended loop's wake-ups
+
+    event, wake, wakeups = anyio.run(main, backend=backend)
+    attempts: list[object] = []
+    call_soon = wakeups._call_soon
+
+    def counting_call_soon(callback: Callable[[], object]) -> object:
+        attempts.append(callback)
+        return call_soon(callback)  # raises: the loop has ended
+
+    wakeups._call_soon = counting_call_soon
+    assert wake() is None  # no error reaches the thread that wakes
+    assert wake() is None
+    assert len(attempts) == 2  # the first failure did not leave a drain "scheduled"
+    assert not wakeups._scheduled
+    assert not wakeups._pending  # nothing queued for a loop that will never drain it
+    assert not event.is_set()
 
 
 def test_one_flusher_from_event_loops_in_several_threads_at_once(fake, client):

@@ -4,6 +4,7 @@
 >>> flusher.flush(["docs", "images"], timeout=5.0, wait=True)
 """
 
+from . import _lite_milvus_uri  # noqa: F401  first: imports pymilvus (see there why)
 from ._async import AsyncFlusher
 from ._blocking import Flusher
 from ._chain import Flow, Middleware

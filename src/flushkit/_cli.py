@@ -33,6 +33,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
+from urllib.parse import urlparse
 
 import structlog
 
@@ -176,10 +177,12 @@ def _check_demo_arguments(args: argparse.Namespace) -> None:
 
 
 def _check_connection_arguments(args: argparse.Namespace) -> None:
-    """Raise the library's ``ValueError`` for ``--timeout``; check a Milvus Lite file."""
+    """Raise the library's ``ValueError`` for ``--timeout``; check ``--uri``."""
     timeout_of(args.timeout)
     if is_milvus_lite(args.uri):
         _check_milvus_lite_can_open(args.uri)
+    else:
+        _check_port_of(args.uri)
 
 
 def is_milvus_lite(uri: str) -> bool:
@@ -194,6 +197,13 @@ def _check_milvus_lite_can_open(uri: str) -> None:
             "pip install 'flushkit[lite]'"
         )
     check_directory_is_writable("--uri", uri)
+
+
+def _check_port_of(uri: str) -> None:
+    try:
+        _ = urlparse(uri).port  # pymilvus reads it the same way, with a raw ValueError
+    except ValueError as exc:
+        raise ValueError(f"--uri {uri!r}: {exc}") from None
 
 
 def _configure_logging(verbose: bool) -> None:

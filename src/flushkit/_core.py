@@ -27,7 +27,7 @@ from ._exceptions import FlushError, RateLimitedError, rate_limited_error, timeo
 from ._lanes import Lanes, Lead, Plan, Refuse, Share, answered
 from ._models import FlushRequest, FlushResult, Pause, Status, merged_result, result_from_proto
 
-__all__ = ["flush_flow", "wait_until_persisted"]
+__all__ = ["flush_flow", "poll_pause", "wait_until_persisted"]
 
 #: The first poll of GetFlushState comes right after the Flush RPC; the pause before each
 #: later one is POLL_SHARE of the time waited so far, at least POLL_MIN and at most
@@ -188,7 +188,12 @@ def wait_until_persisted(
             return None
         pending = still_pending
         now = time.monotonic()
-        pause = min(max(POLL_SHARE * (now - began), POLL_MIN), POLL_MAX)
+        pause = poll_pause(now - began)
         if request.deadline is not None:
             pause = min(pause, max(request.deadline - now, 0.0))
         yield Pause(pause)
+
+
+def poll_pause(waited: float) -> float:
+    """The pause before the next GetFlushState poll, ``waited`` seconds into the wait."""
+    return min(max(POLL_SHARE * waited, POLL_MIN), POLL_MAX)

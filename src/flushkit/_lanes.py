@@ -8,8 +8,9 @@ collection) holds:
 * its **pacing** (:class:`~flushkit._pacing.Pace`): when the server will next admit a
   Flush of the collection, learned from throttled and admitted answers;
 * its **gathering round**: the calls waiting for the lane's next Flush. The round goes
-  when its slot has come and the lane has no Flush in flight (or the one in flight is
-  older than :data:`HOLD`, so that a hanging Flush holds nobody for long);
+  when its slot has come and the lane has no Flush in flight, or the one in flight has
+  taken :data:`HOLD_FACTOR` times the server's usual Flush latency (between
+  :data:`HOLD_MIN` and :data:`HOLD_MAX`): a Flush that hangs holds nobody for long;
 * how many of its Flush RPCs are in flight.
 
 A call takes a :class:`Ticket` per collection (:meth:`Lanes.plan`) and asks its
@@ -38,16 +39,33 @@ from ._exceptions import FlushError, RateLimitedError
 from ._models import FlushRequest, Status
 from ._pacing import Pace, is_throttled
 
-__all__ = ["HOLD", "Lanes", "Plan", "Ticket", "forget", "lanes_in_use"]
+__all__ = [
+    "HOLD_FACTOR",
+    "HOLD_MAX",
+    "HOLD_MIN",
+    "Lanes",
+    "Plan",
+    "Ticket",
+    "forget",
+    "lanes_in_use",
+]
 
-#: Calls queued behind a Flush that has been in flight this long (seconds) send their
-#: own round: a hanging Flush holds the calls behind it for at most this long.
-HOLD = 1.0
+#: Calls queued behind a Flush that has been in flight HOLD_FACTOR times the server's
+#: usual Flush latency (an average of its answers), at least HOLD_MIN and at most
+#: HOLD_MAX seconds (HOLD_MAX while no answer has been timed), send their own round: a
+#: hanging Flush holds the calls behind it that long at most.
+HOLD_FACTOR = 4.0
+HOLD_MIN = 0.05
+HOLD_MAX = 1.0
+#: The weight of a new answer in a server's usual Flush latency.
+_LATENCY_WEIGHT = 0.2
 
 # One lock guards every lane, round and ticket: the sections it covers are short and
 # never perform I/O.
 _lock = threading.Lock()
 _lanes: dict[Hashable, _Lane] = {}
+#: Each server identity's usual Flush latency, in seconds.
+_latencies: dict[Hashable, float] = {}
 # Lanes whose pacing is worth nothing are dropped when idle; lanes that remember a recent
 # admission are swept once the process holds this many (it then doubles).
 _SWEEP_FLOOR = 1024
@@ -148,7 +166,7 @@ class Plan:
                     return Refuse(ticket, slot - now, pace.last_status, exhausted)
                 ready = slot
                 if not round_.private and lane.in_flight:
-                    ready = max(ready, lane.newest_start + HOLD)
+                    ready = max(ready, lane.newest_start + _hold(lane.identity))
                 if ready > now:
                     if until is None or ready < until:
                         until, paced = ready, slot > now
@@ -267,10 +285,11 @@ class Ticket:
 class _Lane:
     """One (server, credential, database, collection)."""
 
-    __slots__ = ("gathering", "in_flight", "key", "newest_start", "pace", "users")
+    __slots__ = ("gathering", "identity", "in_flight", "key", "newest_start", "pace", "users")
 
-    def __init__(self, key: Hashable) -> None:
+    def __init__(self, key: tuple[Hashable, str, str]) -> None:
         self.key = key
+        self.identity = key[0]
         self.pace = Pace()
         self.gathering: _Round | None = None
         self.in_flight = 0
@@ -290,6 +309,7 @@ class _Round:
         "sender",
         "sent",
         "shared",
+        "started",
         "template",
     )
 
@@ -303,6 +323,7 @@ class _Round:
         self.shared = False
         self.sender: Ticket | None = None
         self.future: Any = None
+        self.started = 0.0
 
     def send(self, sender: Ticket, now: float) -> None:
         """Mark the round in flight (under the lock)."""
@@ -312,6 +333,7 @@ class _Round:
         self.sent = True
         self.sender = sender
         self.shared = len(self.members) > 1
+        self.started = now
         lane.in_flight += 1
         lane.newest_start = now
 
@@ -343,6 +365,8 @@ def _answered(round_: _Round, response: Any, error: BaseException | None) -> Non
         round_.answered = True
         lane = round_.lane
         lane.in_flight -= 1
+        if response is not None:
+            _timed(lane.identity, now - round_.started)
         if (status is not None and is_throttled(status)) or isinstance(error, RateLimitedError):
             lane.pace.throttled(now, status)
             if round_.sender is not None and round_.sender in round_.members:
@@ -363,6 +387,23 @@ def _answered(round_: _Round, response: Any, error: BaseException | None) -> Non
         _forget_if_idle(lane, now)
     for bell in bells:
         bell.ring()
+
+
+def _hold(identity: Hashable) -> float:
+    """How long a Flush of this server may hold the calls queued behind it."""
+    latency = _latencies.get(identity)
+    if latency is None:
+        return HOLD_MAX
+    return min(max(HOLD_FACTOR * latency, HOLD_MIN), HOLD_MAX)
+
+
+def _timed(identity: Hashable, seconds: float) -> None:
+    """A Flush of this server was answered after ``seconds`` (under the lock)."""
+    latency = _latencies.get(identity)
+    if latency is None:
+        _latencies[identity] = seconds
+    else:
+        _latencies[identity] = latency + _LATENCY_WEIGHT * (seconds - latency)
 
 
 def _regather(round_: _Round) -> None:
@@ -404,9 +445,14 @@ def _sweep(now: float) -> None:
 
 
 def forget(address: str | None = None) -> None:
-    """Forget the pacing learned for lanes not in use (of one server ``address``, or all):
-    for tests that script rate limits, so that one test's learning does not carry over."""
+    """Forget the pacing and latency learned for lanes not in use (of one server
+    ``address``, or all): for tests that script rate limits and delays, so that one test's
+    learning does not carry over."""
     with _lock:
+        for identity in list(_latencies):
+            server = identity[0] if isinstance(identity, tuple) else None
+            if address is None or server == address:
+                del _latencies[identity]
         for key, lane in list(_lanes.items()):
             identity = key[0] if isinstance(key, tuple) else None
             server = identity[0] if isinstance(identity, tuple) else None

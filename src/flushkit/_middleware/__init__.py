@@ -37,9 +37,11 @@ def default_middleware(
     status translation, coalescing.
 
     Pass it, edited, as ``Flusher(client, middleware=...)`` to add, replace or remove a
-    middleware. ``logger`` is a structlog logger (``structlog.get_logger("flushkit")`` by
-    default); ``tracer_provider`` an OpenTelemetry tracer provider (the global one by
-    default).
+    middleware. ``logger`` is the logger of the logging and retry middlewares (by
+    default structlog's ``flushkit`` logger once the application configured structlog,
+    else stdlib ``logging``'s); ``tracer_provider`` and ``meter_provider`` the
+    OpenTelemetry providers (the global ones by default); ``retry`` the
+    :class:`RetryPolicy` (default ``RetryPolicy()``).
     """
     return [
         TracingMiddleware(tracer_provider=tracer_provider),
