@@ -46,6 +46,7 @@ __all__ = [
     "Lanes",
     "Plan",
     "Ticket",
+    "answered",
     "forget",
     "lanes_in_use",
 ]
@@ -192,7 +193,7 @@ class Plan:
         """The call's own Flush for ``tickets`` ended (``(None, None)``: cancelled)."""
         for ticket in tickets:
             if ticket.round is not None:
-                _answered(ticket.round, response, error)
+                answered(ticket.round, response, error)
 
     def started(self, round_: _Round, future: Any) -> None:
         """The shared round's RPC is in flight as ``future``."""
@@ -352,11 +353,9 @@ def _shared_request(round_: _Round, now: float) -> FlushRequest:
 
 
 def answered(round_: _Round, response: Any, error: BaseException | None) -> None:
-    """A shared round's RPC ended (gRPC's callback): hand its members their answer."""
-    _answered(round_, response, error)
-
-
-def _answered(round_: _Round, response: Any, error: BaseException | None) -> None:
+    """A round's Flush ended (for a shared round, on gRPC's thread): a throttled answer
+    sends its members back to wait for the next slot, any other answer is theirs; the
+    calls waiting for the lane are rung."""
     status = None if response is None else Status.from_proto(response.status)
     now = time.monotonic()
     with _lock:
