@@ -355,3 +355,50 @@ def test_64_callers_released_together_on_a_busy_machine(
     outcomes = rate_bench.at_once(64, rate_bench.flushkit_call(client, runtime), runtime)
     report = rate_bench.summary(outcomes, proxy.take())
     assert report["errors"] == {}
+
+
+def _server_logs_mention(server, text: str, patience: float = 20.0) -> bool:
+    """Whether the server's own log files mention ``text`` (they are written late)."""
+    from pathlib import Path
+
+    deadline = time.monotonic() + patience
+    while True:
+        for path in Path(server.logs).rglob("*"):
+            if path.is_file() and text in path.read_text(errors="ignore"):
+                return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+
+
+def test_the_servers_log_lines_carry_the_flush_spans_trace_id(root, milvus_server, runtime):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    name = collection(root, f"traced_{runtime}", rows=10)
+    chain = flushkit.default_middleware(tracer_provider=provider)
+    flush_in(runtime, root, middleware=chain)(name, timeout=30.0)
+    (span,) = exporter.get_finished_spans()
+    assert _server_logs_mention(milvus_server, f"{span.context.trace_id:032x}")
+
+
+def test_a_shared_rounds_senders_trace_reaches_the_server(root, milvus_server, runtime):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    name = collection(root, f"shared_traced_{runtime}", rows=10)
+    chain = flushkit.default_middleware(tracer_provider=provider)
+    flusher: Any = (
+        flushkit.Flusher(root, middleware=chain)
+        if runtime == "blocking"
+        else flushkit.AsyncFlusher(root, middleware=chain)
+    )
+    rate_bench = _benchmark("coalescing_rate_limit")
+    outcomes = rate_bench.at_once(32, lambda: flusher.flush(name, timeout=30.0), runtime)
+    assert all(isinstance(o, flushkit.FlushResult) for _, o in outcomes), outcomes
+    linked = {
+        link.context.trace_id for s in exporter.get_finished_spans() for link in s.links
+    }
+    assert linked, "no call joined a shared round"
+    for trace_id in linked:
+        assert _server_logs_mention(milvus_server, f"{trace_id:032x}")

@@ -19,7 +19,6 @@ import time
 from collections.abc import Generator
 from typing import Any
 
-from opentelemetry import trace
 from pymilvus.grpc_gen import milvus_pb2
 
 from ._effects import FLUSH, GET_FLUSH_STATE, Await, Call, Start
@@ -53,6 +52,7 @@ def flush_flow(request: FlushRequest, *, lanes: Lanes) -> Effects:
         raise
     finally:
         plan.leave()
+        _link_senders(request, plan)
     throttled = sum(ticket.throttled for ticket in plan.tickets)
     if throttled or paced:
         return dataclasses.replace(result, throttled=throttled, paced=paced)
@@ -113,10 +113,21 @@ def _flush_all(request: FlushRequest, plan: Plan) -> Generator[Any, Any, float]:
                 paced += time.monotonic() - now
 
 
+def _link_senders(request: FlushRequest, plan: Plan) -> None:
+    """Link the call's span to the spans of the calls that sent its shared Flushes: their
+    contexts, not this call's, reached the server."""
+    if request.trace is None:
+        return
+    for ticket in plan.tickets:
+        if ticket.sent_by is not None:
+            request.trace.span.add_link(
+                ticket.sent_by.span.get_span_context(), {"flushkit.link": "shared flush"}
+            )
+
+
 def _announce_pacing(request: FlushRequest, seconds: float) -> None:
-    span = trace.get_current_span()
-    if span.is_recording():
-        span.add_event("flushkit.paced", {"flushkit.paced.wait_s": seconds})
+    if request.trace is not None:
+        request.trace.span.add_event("flushkit.paced", {"flushkit.paced.wait_s": seconds})
 
 
 def _result(request: FlushRequest, plan: Plan) -> Generator[Any, Any, FlushResult]:

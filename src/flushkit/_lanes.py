@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 from ._effects import Bell
 from ._exceptions import FlushError, RateLimitedError
-from ._models import FlushRequest, Status
+from ._models import FlushRequest, Status, Trace
 from ._pacing import Pace, is_throttled
 
 __all__ = [
@@ -250,7 +250,9 @@ class Ticket:
         "name",
         "response",
         "round",
+        "sent_by",
         "throttled",
+        "trace",
     )
 
     def __init__(self, lane: _Lane, name: str, request: FlushRequest, bell: Bell) -> None:
@@ -263,6 +265,10 @@ class Ticket:
         self.coalesced = False
         #: Throttled answers to Flush RPCs this call sent for this collection.
         self.throttled = 0
+        self.trace = request.trace
+        #: The trace of the call that sent the Flush that answered this ticket, when
+        #: another call sent it.
+        self.sent_by: Trace | None = None
         lane.users += 1
         if request.coalesce:
             if lane.gathering is None:
@@ -343,12 +349,14 @@ def _shared_request(round_: _Round, now: float) -> FlushRequest:
     """The shared Flush's request: one collection, the latest of its members' deadlines."""
     deadlines = [ticket.deadline for ticket in round_.members]
     latest = None if None in deadlines else max(d for d in deadlines if d is not None)
+    assert round_.sender is not None
     return round_.template.replace(
         collection_names=(round_.members[0].name,),
         timeout=None,
         started=now,
         deadline=latest,
         coalesce=True,
+        trace=round_.sender.trace,  # the sending call's context reaches the server
     )
 
 
@@ -376,9 +384,12 @@ def answered(round_: _Round, response: Any, error: BaseException | None) -> None
             if status is not None:
                 lane.pace.admitted(now)
             bells = []
+            sender = round_.sender
             for ticket in round_.members:
                 ticket.response, ticket.error = response, error
                 ticket.coalesced = round_.shared
+                if sender is not None and sender.bell is not ticket.bell:
+                    ticket.sent_by = sender.trace
                 ticket.round = None
                 bells.append(ticket.bell)
             round_.members = []

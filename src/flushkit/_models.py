@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from pymilvus.grpc_gen import common_pb2
 
@@ -64,6 +64,8 @@ class FlushRequest:
     ``started`` and ``deadline`` are ``time.monotonic()`` seconds; ``deadline`` is
     ``None`` until the timeout middleware sets it from ``timeout``. ``coalesce`` lets the
     call share Flush RPCs with concurrent calls (set by the coalescing middleware).
+    ``trace`` is the call's recording flush span and the trace context every RPC of the
+    call carries (set by the tracing middleware; ``None``: nothing is propagated).
     """
 
     collection_names: tuple[str, ...]
@@ -75,6 +77,7 @@ class FlushRequest:
     server_address: str | None = None
     server_port: int | None = None
     coalesce: bool = False
+    trace: Trace | None = None
 
     def replace(self, **changes: Any) -> FlushRequest:
         """A copy of this request with ``changes`` applied."""
@@ -88,6 +91,13 @@ class FlushRequest:
 
 
 _REQUEST_FIELDS = tuple(field.name for field in dataclasses.fields(FlushRequest))
+
+
+class Trace(NamedTuple):
+    """A call's recording flush span and the gRPC metadata that carries its context."""
+
+    span: Any
+    metadata: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)

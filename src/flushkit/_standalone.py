@@ -57,6 +57,8 @@ class Standalone:
     etcd_peer_port: int = 0
     #: The server's process.
     pid: int = 0
+    #: The folder of the server's own log files (``milvus.log`` and friends).
+    logs: str = ""
 
 
 class ServerExited(RuntimeError):
@@ -105,6 +107,7 @@ def standalone(
                 etcd_port=int(server.config.get("etcd_port")),
                 etcd_peer_port=etcd_peer_port,
                 pid=int(server.server_proc.pid),
+                logs=str(base_dir / "logs"),
             )
             return
         finally:

@@ -36,6 +36,7 @@ from pymilvus.grpc_gen import milvus_pb2
 from ._completion_thread import ChannelFutures, futures_of
 from ._effects import FLUSH, GET_FLUSH_STATE, Await, Call, Start
 from ._exceptions import error_from_rpc, timeout_error
+from ._models import FlushRequest
 from ._pymilvus import MilvusConnection
 from ._wakeups import threadsafe_setter
 
@@ -84,11 +85,14 @@ class Transport:
         """Start ``call`` as a gRPC future; ``when_done(future)`` runs once it has ended,
         on gRPC's thread (or at once, if it ended before the callback could be added)."""
         stub = self._stub(call.method)
-        future = stub.future(
-            call.message, timeout=timeout, metadata=self.connection.metadata(call.request.db_name)
-        )
+        future = stub.future(call.message, timeout=timeout, metadata=self._metadata(call.request))
         self._futures.track(future, when_done)
         return future
+
+    def _metadata(self, request: FlushRequest) -> tuple[tuple[str, str], ...]:
+        """Database and credential, and the flush span's context when it is recording."""
+        metadata = self.connection.metadata(request.db_name)
+        return metadata if request.trace is None else metadata + request.trace.metadata
 
     @property
     def identity(self) -> Hashable:
@@ -132,11 +136,7 @@ class Transport:
         stub = self._stub(call.method)
         request = call.request
         try:
-            return stub(
-                call.message,
-                timeout=_remaining(call),
-                metadata=self.connection.metadata(request.db_name),
-            )
+            return stub(call.message, timeout=_remaining(call), metadata=self._metadata(request))
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, call) from None
 

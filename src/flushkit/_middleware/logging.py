@@ -18,6 +18,10 @@ A call that fails because its budget ends before the server admits the next Flus
 ``retry_after_s`` in its ``failed`` event; ``paced_s`` and ``throttled`` appear there too
 when not zero.
 
+When the flush's span is recording (the tracing middleware, outside this one, with an
+OpenTelemetry SDK), every event also carries ``trace_id`` and ``span_id`` (hex): the
+same IDs as the span and, through propagation, the server's own log lines.
+
 No credential is ever a field. The default logger (:class:`flushkit._logger.DefaultLogger`)
 is structlog's ``flushkit`` logger once the application has configured structlog, and
 until then the stdlib logger ``flushkit``, with the event name and the fields as
@@ -109,11 +113,16 @@ class LoggingMiddleware:
 
 
 def _request_fields(request: FlushRequest) -> dict[str, Any]:
-    return {
+    fields: dict[str, Any] = {
         "collections": list(request.collection_names),
         "db_name": request.db_name,
         "wait": request.wait,
     }
+    if request.trace is not None:  # the flush's span is recording: correlate
+        context = request.trace.span.get_span_context()
+        fields["trace_id"] = format(context.trace_id, "032x")
+        fields["span_id"] = format(context.span_id, "016x")
+    return fields
 
 
 def _error_fields(exc: Exception) -> dict[str, Any]:

@@ -13,6 +13,16 @@ collection's next slot (``flushkit.paced.wait_s``), and on the span
 Flush RPCs) and, when it fails because its budget ends before that slot,
 ``flushkit.retry_after_s``. Only the OpenTelemetry API is used: the application installs
 the SDK, or nothing is recorded.
+
+Propagation into Milvus: every RPC of a call whose span is recording (the Flush, each
+GetFlushState poll, a shared round's Flush) carries the span's context in its gRPC
+metadata, written by the application's configured propagators
+(``opentelemetry.propagate``, W3C ``traceparent`` by default), so the server continues
+the trace: Milvus logs ``traceID=...`` on its own lines for the flush. The trace flags go
+out as the sampled bit alone: Milvus 2.3 ignores a ``traceparent`` whose flags carry
+the W3C Level 2 "random" bit (``-03``), which recent SDKs set. A call that joined a shared
+round sent by another call gets a span link to that call's span, whose context reached
+the server. No recording span: nothing is injected.
 """
 
 from __future__ import annotations
@@ -22,12 +32,19 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from opentelemetry import context, trace
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry import context, propagate, trace
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+)
 
 from .._chain import Flow
 from .._exceptions import FlushError
-from .._models import FlushRequest, FlushResult
+from .._models import FlushRequest, FlushResult, Trace
 from .._version import __version__
 
 #: The span attribute of a call whose Flush RPC was shared with other calls.
@@ -56,7 +73,7 @@ class TracingMiddleware:
         span.set_attributes(request_attributes(request))
         token = context.attach(trace.set_span_in_context(span))
         try:
-            result = yield request
+            result = yield request.replace(trace=Trace(span, carried_context(span)))
             if result.coalesced:
                 span.set_attribute(COALESCED, True)
             if result.paced or result.throttled:
@@ -80,6 +97,22 @@ class TracingMiddleware:
 
     def __repr__(self) -> str:
         return f"TracingMiddleware(tracer={self.tracer!r})"
+
+
+def carried_context(span: Span) -> tuple[tuple[str, str], ...]:
+    """The gRPC metadata that carries ``span``'s context to the server, as the
+    application's propagators write it, with the trace flags cut to the sampled bit."""
+    own = span.get_span_context()
+    sent = SpanContext(
+        own.trace_id,
+        own.span_id,
+        is_remote=False,
+        trace_flags=TraceFlags(own.trace_flags & TraceFlags.SAMPLED),
+        trace_state=own.trace_state,
+    )
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(NonRecordingSpan(sent)))
+    return tuple((key.lower(), value) for key, value in carrier.items())
 
 
 def request_attributes(request: FlushRequest) -> Mapping[str, Any]:
