@@ -6,20 +6,53 @@ collected and run on its own.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from pymilvus import MilvusClient
+from pymilvus import AsyncMilvusClient, MilvusClient
 
 import flushkit
 
-RUNTIMES = ("blocking", "asyncio", "trio")
+#: How a test flushes: Flusher in threads; AsyncFlusher on the blocking client under
+#: asyncio and under trio; "aio": AsyncFlusher on an AsyncMilvusClient (grpc.aio) of the
+#: same server, under asyncio.
+RUNTIMES = ("blocking", "asyncio", "trio", "aio")
 
 FlushCall = Callable[..., flushkit.FlushResult]
+
+
+def backend_of(runtime: str) -> str:
+    """The anyio backend an async runtime runs on."""
+    return "asyncio" if runtime == "aio" else runtime
+
+
+def async_client_like(client: MilvusClient) -> AsyncMilvusClient:
+    """An AsyncMilvusClient of the same server, credential and database as ``client``
+    (create it inside the event loop that uses it)."""
+    config = client._config
+    return AsyncMilvusClient(uri=config.uri, token=config.token, db_name=config.db_name)
+
+
+@contextlib.asynccontextmanager
+async def async_flusher(
+    runtime: str, client: MilvusClient, **flusher_options: Any
+) -> AsyncIterator[flushkit.AsyncFlusher]:
+    """An AsyncFlusher for ``runtime``: on ``client``, or ("aio") on an AsyncMilvusClient
+    of the same server, closed at the end."""
+    if runtime != "aio":
+        yield flushkit.AsyncFlusher(client, **flusher_options)
+        return
+    twin = async_client_like(client)
+    try:
+        yield flushkit.AsyncFlusher(twin, **flusher_options)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await twin.close()
 
 
 def flush_in(runtime: str, client: Any, **flusher_options: Any) -> FlushCall:
@@ -27,13 +60,13 @@ def flush_in(runtime: str, client: Any, **flusher_options: Any) -> FlushCall:
     if runtime == "blocking":
         flusher = flushkit.Flusher(client, **flusher_options)
         return flusher.flush
-    async_flusher = flushkit.AsyncFlusher(client, **flusher_options)
 
     def flush(*args: Any, **kwargs: Any) -> flushkit.FlushResult:
         async def main() -> flushkit.FlushResult:
-            return await async_flusher.flush(*args, **kwargs)
+            async with async_flusher(runtime, client, **flusher_options) as flusher:
+                return await flusher.flush(*args, **kwargs)
 
-        return anyio.run(main, backend=runtime)
+        return anyio.run(main, backend=backend_of(runtime))
 
     return flush
 
@@ -119,26 +152,27 @@ def run_together(runtime: str, client: Any, callers: list[Caller], **flusher_opt
         return outcomes
 
     async def main() -> None:
-        flusher = flushkit.AsyncFlusher(client, **flusher_options)
-
-        async def one(i: int, caller: Caller) -> None:
-            await anyio.sleep(caller.at)
-            caller.began = time.monotonic()
-            limit = caller.cancel_after if caller.cancel_after is not None else float("inf")
-            with anyio.move_on_after(limit) as scope:
-                try:
-                    outcomes[i] = await flusher.flush(caller.names, **caller.options)
-                except Exception as exc:
-                    outcomes[i] = exc
-            if scope.cancelled_caught:
-                outcomes[i] = CANCELLED
-            caller.ended = time.monotonic()
-
-        async with anyio.create_task_group() as tasks:
+        async with (
+            async_flusher(runtime, client, **flusher_options) as flusher,
+            anyio.create_task_group() as tasks,
+        ):
             for i, caller in enumerate(callers):
-                tasks.start_soon(one, i, caller)
+                tasks.start_soon(one, flusher, i, caller)
 
-    anyio.run(main, backend=runtime)
+    async def one(flusher: flushkit.AsyncFlusher, i: int, caller: Caller) -> None:
+        await anyio.sleep(caller.at)
+        caller.began = time.monotonic()
+        limit = caller.cancel_after if caller.cancel_after is not None else float("inf")
+        with anyio.move_on_after(limit) as scope:
+            try:
+                outcomes[i] = await flusher.flush(caller.names, **caller.options)
+            except Exception as exc:
+                outcomes[i] = exc
+        if scope.cancelled_caught:
+            outcomes[i] = CANCELLED
+        caller.ended = time.monotonic()
+
+    anyio.run(main, backend=backend_of(runtime))
     return outcomes
 
 

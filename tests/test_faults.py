@@ -23,7 +23,7 @@ from pymilvus import MilvusClient
 import flushkit
 from flushkit.testing import MilvusTestServer, abort, delay, disconnect, flushed, hang, status
 
-from .helpers import RecordingLogger
+from .helpers import RecordingLogger, async_flusher, backend_of
 
 BUDGET = 0.6
 SLACK = 0.05
@@ -154,7 +154,7 @@ def flush_once(
             spans.append((started, time.monotonic()))
 
     async def main() -> Any:
-        async with flushkit.AsyncFlusher(client, middleware=chain, **flusher_kwargs) as flusher:
+        async with async_flusher(runtime, client, middleware=chain, **flusher_kwargs) as flusher:
             before = len(anyio.get_running_tasks())
             started = time.monotonic()
             try:
@@ -165,7 +165,7 @@ def flush_once(
                     await anyio.sleep(0.05)  # a task that is finishing is not left behind
                 assert len(anyio.get_running_tasks()) == before, "a task was left behind"
 
-    return anyio.run(main, backend=runtime)
+    return anyio.run(main, backend=backend_of(runtime))
 
 
 @dataclass
@@ -192,6 +192,7 @@ def run_fault(
         address = dead_address if fault.address == "dead" else silent_address
         client._handler._channel.close()
         client._handler._channel = grpc.insecure_channel(address)
+        client._config.uri = f"http://{address}"  # where the "aio" runtime's twin connects
     flusher_kwargs = {"timeout": BUDGET} if budget_from == "flusher" else {"timeout": None}
     call: dict[str, Any] = {"wait": fault.wait}
     if budget_from == "call":

@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import time
 
+import anyio
 import grpc
 import pytest
 
@@ -258,8 +259,19 @@ def test_not_a_client_is_refused():
 
 
 def test_closed_client_raises_client_closed(fake, runtime):
-    from pymilvus import MilvusClient
+    from pymilvus import AsyncMilvusClient, MilvusClient
 
+    if runtime == "aio":
+
+        async def main() -> None:
+            twin = AsyncMilvusClient(uri=fake.uri)
+            flusher = flushkit.AsyncFlusher(twin)
+            await flusher.flush("docs")
+            await twin.close()
+            with pytest.raises(flushkit.ClientClosedError):
+                await flusher.flush("docs")
+
+        return anyio.run(main, backend="asyncio")
     milvus = MilvusClient(uri=fake.uri)
     flush = flush_in(runtime, milvus)
     milvus.close()

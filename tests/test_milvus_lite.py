@@ -23,13 +23,16 @@ def lite(tmp_path_factory):
     client.close()
 
 
+START = {"blocking": 0, "asyncio": 1000, "trio": 2000, "aio": 3000}
+
+
 def insert(client, name, count=100, start=0):
     rows = [{"id": start + i, "vector": [0.1, 0.2, 0.3, float(i)]} for i in range(count)]
     client.insert(name, rows)
 
 
 def test_flush_after_inserts(lite, runtime):
-    insert(lite, "docs", start={"blocking": 0, "asyncio": 1000, "trio": 2000}[runtime])
+    insert(lite, "docs", start=START[runtime])
     result = flush_in(runtime, lite)(["docs", "images"], timeout=10.0)
     assert result.status.ok
     assert result.db_name == "default"
@@ -38,7 +41,7 @@ def test_flush_after_inserts(lite, runtime):
 
 
 def test_wait_until_persisted(lite, runtime):
-    insert(lite, "images", start={"blocking": 0, "asyncio": 1000, "trio": 2000}[runtime])
+    insert(lite, "images", start=START[runtime])
     result = flush_in(runtime, lite)("images", wait=True, timeout=10.0)
     assert result.persisted is True
     assert lite.get_collection_stats("images")["row_count"] >= 100

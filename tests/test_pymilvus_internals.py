@@ -68,3 +68,26 @@ def test_flush_messages_have_the_fields_flushkit_fills():
         segmentIDs=[1], flush_ts=2, db_name="d", collection_name="c"
     )
     assert state.collection_name == "c"
+
+
+def test_async_client_connects_lazily_and_exposes_its_grpc_aio_channel(fake):
+    import anyio
+    from pymilvus import AsyncMilvusClient
+
+    from flushkit._pymilvus import AsyncMilvusConnection, is_async_client
+
+    async def main() -> None:
+        client = AsyncMilvusClient(uri=fake.uri, token="root:Milvus", db_name="prod")
+        assert is_async_client(client)
+        connection = AsyncMilvusConnection(client)
+        assert client._handler is None and connection.current_channel() is None  # lazy
+        assert connection.address == f"127.0.0.1:{fake.port}"
+        assert connection.db_name == "prod"
+        assert dict(connection.metadata("prod"))["authorization"] == "cm9vdDpNaWx2dXM="
+        channel = await connection.connect()
+        assert isinstance(channel, grpc.aio.Channel)
+        assert channel is client._handler._final_channel  # pymilvus's interceptors on it
+        await client.close()
+        assert client._handler is None
+
+    anyio.run(main, backend="asyncio")

@@ -7,20 +7,26 @@ from types import TracebackType
 from typing import Any
 
 import anyio
+import sniffio
 
 from ._effects import Await, Call, Start
 from ._facade import USE_FLUSHER_DEFAULT, FlusherBase, UseFlusherDefault
 from ._models import FlushResult, Pause
+from ._transport import transport_for
 
 
 class AsyncFlusher(FlusherBase):
     """Flushes Milvus collections through the middleware chain, under asyncio or trio.
 
-    Takes the same arguments as :class:`Flusher`, including the same blocking pymilvus
-    ``MilvusClient``: its RPCs run as gRPC futures on the client's channel, so an
-    in-flight flush holds no thread and never blocks the event loop. Cancelling the
-    calling task cancels the RPC on the server. Also an async context manager.
+    Takes the same arguments as :class:`Flusher`. ``client`` is a pymilvus
+    ``AsyncMilvusClient`` (asyncio: its RPCs run on the client's own grpc.aio channel) or
+    a blocking ``MilvusClient`` (asyncio and trio: its RPCs run as gRPC futures on the
+    client's channel). Either way an in-flight flush holds no thread and never blocks the
+    event loop, and cancelling the calling task cancels the RPC on the server. Also an
+    async context manager.
     """
+
+    _transport_for = staticmethod(transport_for)
 
     async def flush(
         self,
@@ -35,6 +41,11 @@ class AsyncFlusher(FlusherBase):
         The budget also ends where the caller's own cancel scope does: the RPC gets that
         deadline, and the scope's cancellation propagates as the runtime's own.
         """
+        if self._transport.asyncio_only and sniffio.current_async_library() != "asyncio":
+            raise TypeError(
+                "an AsyncMilvusClient runs on grpc.aio, which works under asyncio only; "
+                "under trio give AsyncFlusher a blocking pymilvus MilvusClient"
+            )
         steps = self._steps(self._request(collection_names, db_name, timeout, wait))
         for effect in steps:
             try:

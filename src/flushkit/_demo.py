@@ -113,11 +113,25 @@ def _run(client: Any, rows: int) -> None:
     flusher = Flusher(client, timeout=60.0, middleware=chain)
     _show("blocking", flusher.flush(COLLECTION, wait=True))
 
-    async def flush_async() -> FlushResult:
+    async def flush_with_async_client() -> FlushResult:
+        # an asyncio service's own AsyncMilvusClient: flushkit runs on its grpc.aio channel
+        from pymilvus import AsyncMilvusClient
+
+        async_client = AsyncMilvusClient(
+            uri=client._config.uri, token=client._config.token, db_name=client._config.db_name
+        )
+        try:
+            async with AsyncFlusher(async_client, timeout=60.0, middleware=chain) as flusher:
+                return await flusher.flush([COLLECTION], wait=True)
+        finally:
+            await async_client.close()
+
+    _show("asyncio", anyio.run(flush_with_async_client))  # AsyncMilvusClient
+
+    async def flush_async() -> FlushResult:  # a blocking client under an event loop
         async with AsyncFlusher(client, timeout=60.0, middleware=chain) as async_flusher:
             return await async_flusher.flush([COLLECTION], wait=True)
 
-    _show("asyncio", anyio.run(flush_async))
     if importlib.util.find_spec("trio"):
         _show("trio", anyio.run(flush_async, backend="trio"))
 

@@ -45,7 +45,7 @@ class FlusherBase:
     ) -> None:
         self.timeout = timeout_of(timeout)
         self.flush_interval = interval_of(flush_interval)
-        self._transport = Transport(client)
+        self._transport = self._transport_for(client)
         lanes = Lanes(self._transport.identity, self.flush_interval)
         self._chain = Chain(
             default_middleware() if middleware is None else middleware,
@@ -68,6 +68,10 @@ class FlusherBase:
             server_address=self._server_address,
             server_port=self._server_port,
         )
+
+    @staticmethod
+    def _transport_for(client: Any) -> Transport:
+        return Transport(client)
 
     @property
     def middleware(self) -> tuple[Middleware, ...]:

@@ -16,21 +16,26 @@ from typing import Any
 
 import grpc
 
-from ._exceptions import ClientClosedError
+from ._exceptions import ClientClosedError, ServiceUnavailableError
 
-__all__ = ["MilvusConnection"]
+__all__ = ["AsyncMilvusConnection", "MilvusConnection", "is_async_client"]
 
 Metadata = tuple[tuple[str, str], ...]
+
+
+def is_async_client(client: Any) -> bool:
+    """Whether ``client`` is a pymilvus ``AsyncMilvusClient`` (grpc.aio, asyncio only)."""
+    return type(client).__name__ == "AsyncMilvusClient"
 
 
 class MilvusConnection:
     """The channel, address and call metadata of a pymilvus ``MilvusClient``."""
 
     def __init__(self, client: Any) -> None:
-        if type(client).__name__ == "AsyncMilvusClient":
+        if is_async_client(client):
             raise TypeError(
-                "flushkit needs a pymilvus MilvusClient; AsyncFlusher takes the same "
-                "blocking MilvusClient and runs its RPCs without blocking the event loop"
+                "Flusher blocks: it needs a pymilvus MilvusClient. For an AsyncMilvusClient "
+                "use flushkit.AsyncFlusher (asyncio)"
             )
         config = getattr(client, "_config", None)
         if config is not None and hasattr(client, "_handler") and client._handler is None:
@@ -39,6 +44,9 @@ class MilvusConnection:
             raise TypeError(
                 f"expected a connected pymilvus MilvusClient, not {type(client).__name__}"
             )
+        self._setup(client, config)
+
+    def _setup(self, client: Any, config: Any) -> None:
         self._client = client
         #: "host:port" or "unix:/path"; pymilvus strips the URI's user info from it.
         self.address: str = str(config.address)
@@ -74,3 +82,47 @@ class MilvusConnection:
 
     def __repr__(self) -> str:  # never shows the credential
         return f"MilvusConnection(address={self.address!r}, db_name={self.db_name!r})"
+
+
+class AsyncMilvusConnection(MilvusConnection):
+    """The grpc.aio channel, address and call metadata of a pymilvus ``AsyncMilvusClient``.
+
+    The client connects lazily (on its first call, or ``async with``): the channel is
+    looked up on every call, connecting the client the way its own calls do.
+    """
+
+    def __init__(self, client: Any) -> None:
+        config = getattr(client, "_config", None)
+        if config is None or not hasattr(client, "_get_connection"):
+            raise TypeError(f"expected a pymilvus AsyncMilvusClient, not {type(client).__name__}")
+        if getattr(client, "_closed", False):
+            raise ClientClosedError("the AsyncMilvusClient is closed")
+        self._setup(client, config)
+
+    def channel(self) -> grpc.Channel:
+        raise TypeError("an AsyncMilvusClient's channel is grpc.aio: use current_channel()")
+
+    def current_channel(self) -> Any:
+        """The client's current grpc.aio channel (with pymilvus's interceptors), or None
+        while the client has not connected yet."""
+        client = self._client
+        handler = client._handler
+        if handler is None:
+            if getattr(client, "_closed", False):
+                raise ClientClosedError("the AsyncMilvusClient is closed")
+            return None
+        channel = handler._final_channel
+        if channel is None:
+            raise ClientClosedError("the AsyncMilvusClient is closed")
+        return channel
+
+    async def connect(self) -> Any:
+        """Connect the client the way its own first call does; returns its channel."""
+        try:
+            await self._client._get_connection()
+        except Exception as exc:  # pymilvus's own connection failure
+            raise ServiceUnavailableError(
+                f"cannot connect the AsyncMilvusClient to {self.address}: {exc}",
+                retryable=True,
+            ) from None
+        return self.current_channel()

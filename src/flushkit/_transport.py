@@ -23,6 +23,7 @@ process-wide poller kept waking event loops that earlier ``anyio.run`` calls had
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -37,10 +38,10 @@ from ._completion_thread import ChannelFutures, futures_of
 from ._effects import FLUSH, GET_FLUSH_STATE, Await, Call, Start
 from ._exceptions import error_from_rpc, timeout_error
 from ._models import FlushRequest
-from ._pymilvus import MilvusConnection
+from ._pymilvus import AsyncMilvusConnection, MilvusConnection, is_async_client
 from ._wakeups import threadsafe_setter
 
-__all__ = ["Transport"]
+__all__ = ["AioTransport", "Transport", "transport_for"]
 
 _SERVICE = "/milvus.proto.milvus.MilvusService/"
 _METHODS: Mapping[str, tuple[Any, Any]] = {
@@ -62,8 +63,17 @@ def _stubs(channel: Any, **options: Any) -> dict[str, Any]:
     }
 
 
+def transport_for(client: Any) -> Transport:
+    """The async facade's transport: grpc.aio for an ``AsyncMilvusClient``, else the
+    blocking client's channel bridged to the event loop."""
+    return AioTransport(client) if is_async_client(client) else Transport(client)
+
+
 class Transport:
     """Performs :class:`Call` effects on a MilvusClient's channel."""
+
+    #: Whether it runs only under asyncio (grpc.aio).
+    asyncio_only = False
 
     def __init__(self, client: Any) -> None:
         self.connection = MilvusConnection(client)
@@ -169,6 +179,75 @@ class Transport:
         finally:
             future.cancel()  # a no-op once answered; else the server sees CANCELLED
         return future.result()
+
+
+class AioTransport(Transport):
+    """Performs the effects on an ``AsyncMilvusClient``'s own grpc.aio channel, beneath
+    pymilvus's interceptors: asyncio only (trio has no grpc.aio).
+
+    A call's RPC is awaited directly (cancelling the task cancels it on the server); a
+    shared round's RPC is a grpc.aio call awaited by a task of the event loop that belongs
+    to no caller, and its outcome goes to the lanes from there.
+    """
+
+    asyncio_only = True
+
+    def __init__(self, client: Any) -> None:
+        self._aio = AsyncMilvusConnection(client)
+        self.connection = self._aio
+        self._channel: Any = None
+        self._stubs: dict[str, Any] = {}
+
+    async def _aio_stub(self, call: Call) -> Any:
+        channel = self._aio.current_channel()
+        if channel is None:  # the client's first call: connect it within the budget
+            try:
+                channel = await asyncio.wait_for(self._aio.connect(), _remaining(call))
+            except asyncio.TimeoutError:
+                raise timeout_error(call.request, "connecting the AsyncMilvusClient") from None
+        if channel is not self._channel:  # first call, or pymilvus reconnected
+            self._stubs = _stubs(channel)
+            self._channel = channel
+        return self._stubs[call.method]
+
+    def perform(self, effect: Call | Start | Await) -> Any:
+        raise TypeError("an AsyncMilvusClient is for flushkit.AsyncFlusher under asyncio")
+
+    async def perform_async(self, effect: Call | Start | Await) -> Any:
+        if isinstance(effect, Call):
+            return await self.call_async(effect)
+        if isinstance(effect, Start):
+            return await self.start_async(effect)
+        return await _await_async(effect)
+
+    async def _bridge(self, call: Call, timeout: float | None) -> Any:
+        stub = await self._aio_stub(call)
+        return await stub(call.message, timeout=timeout, metadata=self._metadata(call.request))
+
+    async def start_async(self, effect: Start) -> Any:
+        """Start a shared round's RPC; returns the grpc.aio call (to cancel it)."""
+        call = effect.call
+        stub = await self._aio_stub(call)
+        rpc = stub(call.message, timeout=_remaining(call), metadata=self._metadata(call.request))
+        task = asyncio.get_running_loop().create_task(_answer_shared(rpc, effect))
+        _shared_tasks.add(task)  # the loop keeps only a weak reference to its tasks
+        task.add_done_callback(_shared_tasks.discard)
+        return rpc
+
+
+_shared_tasks: set[asyncio.Task[None]] = set()
+
+
+async def _answer_shared(rpc: Any, effect: Start) -> None:
+    """Await a shared round's grpc.aio call and hand its outcome to the lanes."""
+    call, then = effect
+    try:
+        response = await rpc
+    except asyncio.CancelledError:  # every caller left, or the loop is closing
+        return then(None, None)
+    except grpc.RpcError as exc:
+        return then(None, error_from_rpc(exc, call))
+    then(response, None)
 
 
 def _remaining(call: Call) -> float | None:
