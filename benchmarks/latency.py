@@ -7,9 +7,11 @@ the repeats. Runtimes:
 
 * blocking: the bare Flush RPC on pymilvus's channel (baseline), pymilvus's own stub path
   (its interceptors), flushkit quiet, flushkit with full telemetry;
-* asyncio: bare grpc.aio on its own channel to the same server (baseline), the bare
-  future bridge (a gRPC future on pymilvus's channel waking the loop: the floor of
-  flushkit's async path, chain and facade excluded), flushkit quiet and full;
+* asyncio: bare grpc.aio on an AsyncMilvusClient's own channel to the same server, its
+  interceptors included (baseline), the bare future bridge (a gRPC future on pymilvus's
+  blocking channel waking the loop: the floor of flushkit's blocking-client async path,
+  chain and facade excluded), flushkit quiet and full on the blocking client, and
+  flushkit quiet and full on the AsyncMilvusClient (grpc.aio);
 * trio: the bare blocking RPC called in the trio thread (baseline), the bare future
   bridge, flushkit quiet and full.
 
@@ -38,12 +40,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import grpc
 import structlog
 from _servers import server
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from pymilvus import MilvusClient
+from pymilvus import AsyncMilvusClient, MilvusClient
 from pymilvus.grpc_gen import milvus_pb2
 
 import flushkit
@@ -165,17 +166,29 @@ async def _async_rounds(
     return samples
 
 
+async def async_client_channel(setup: Setup) -> tuple[AsyncMilvusClient, Any]:
+    """An AsyncMilvusClient of the same server (connected) and the bare Flush callable on
+    its own grpc.aio channel, pymilvus's interceptors included."""
+    config = setup.client._config
+    client = AsyncMilvusClient(uri=config.uri, token=config.token, db_name=config.db_name)
+    handler = await client._get_connection()
+    bare = handler._final_channel.unary_unary(
+        FLUSH,
+        request_serializer=milvus_pb2.FlushRequest.SerializeToString,
+        response_deserializer=milvus_pb2.FlushResponse.FromString,
+    )
+    return client, bare
+
+
 def measure_asyncio(setup: Setup, calls: int) -> dict[str, list[float]]:
     async def main() -> dict[str, list[float]]:
-        async with grpc.aio.insecure_channel(setup.address) as channel:
-            bare = channel.unary_unary(
-                FLUSH,
-                request_serializer=milvus_pb2.FlushRequest.SerializeToString,
-                response_deserializer=milvus_pb2.FlushResponse.FromString,
-            )
+        async_client, bare = await async_client_channel(setup)
+        try:
             async with (
                 flushkit.AsyncFlusher(setup.client, middleware=setup.quiet) as quiet,
                 flushkit.AsyncFlusher(setup.client, middleware=setup.full) as full,
+                flushkit.AsyncFlusher(async_client, middleware=setup.quiet) as aio_quiet,
+                flushkit.AsyncFlusher(async_client, middleware=setup.full) as aio_full,
             ):
                 return await _async_rounds(
                     {
@@ -185,9 +198,13 @@ def measure_asyncio(setup: Setup, calls: int) -> dict[str, list[float]]:
                         "bare future": setup.bare_future,
                         "flushkit quiet": lambda: quiet.flush(COLLECTION),
                         "flushkit full": lambda: full.flush(COLLECTION),
+                        "flushkit quiet, AsyncMilvusClient": lambda: aio_quiet.flush(COLLECTION),
+                        "flushkit full, AsyncMilvusClient": lambda: aio_full.flush(COLLECTION),
                     },
                     calls,
                 )
+        finally:
+            await async_client.close()
 
     return asyncio.run(main())
 
@@ -250,25 +267,27 @@ def throughput(setup: Setup, concurrency: int, seconds: float) -> dict[str, floa
     results["blocking threads, flushkit"] = threads(lambda: alone.flush(COLLECTION))
     results["blocking threads, flushkit coalescing"] = threads(lambda: quiet.flush(COLLECTION))
 
-    async def asyncio_main() -> tuple[float, float, float]:
-        async with grpc.aio.insecure_channel(setup.address) as channel:
-            bare = channel.unary_unary(
-                FLUSH,
-                request_serializer=milvus_pb2.FlushRequest.SerializeToString,
-                response_deserializer=milvus_pb2.FlushResponse.FromString,
-            )
+    async def asyncio_main() -> dict[str, float]:
+        async_client, bare = await async_client_channel(setup)
+        try:
             aio = await tasks(lambda: bare(setup.request, timeout=60.0, metadata=setup.metadata))
             async with (
                 flushkit.AsyncFlusher(setup.client, middleware=setup.alone) as one,
                 flushkit.AsyncFlusher(setup.client, middleware=setup.quiet) as shared,
+                flushkit.AsyncFlusher(async_client, middleware=setup.alone) as aio_one,
             ):
-                alone_rate = await tasks(lambda: one.flush(COLLECTION))
-                return aio, alone_rate, await tasks(lambda: shared.flush(COLLECTION))
+                return {
+                    "asyncio, bare grpc.aio": aio,
+                    "asyncio, flushkit": await tasks(lambda: one.flush(COLLECTION)),
+                    "asyncio, flushkit coalescing": await tasks(lambda: shared.flush(COLLECTION)),
+                    "asyncio, flushkit AsyncMilvusClient": await tasks(
+                        lambda: aio_one.flush(COLLECTION)
+                    ),
+                }
+        finally:
+            await async_client.close()
 
-    aio, flushkit_asyncio, coalescing_asyncio = anyio.run(asyncio_main)
-    results["asyncio, bare grpc.aio"] = aio
-    results["asyncio, flushkit"] = flushkit_asyncio
-    results["asyncio, flushkit coalescing"] = coalescing_asyncio
+    results.update(anyio.run(asyncio_main))
 
     async def trio_main() -> tuple[float, float]:
         one = flushkit.AsyncFlusher(setup.client, middleware=setup.alone)
