@@ -12,6 +12,8 @@ import pytest
 import flushkit
 from flushkit.testing import delay, hang
 
+from .helpers import async_client_like
+
 pytestmark = pytest.mark.anyio
 
 
@@ -20,9 +22,23 @@ def anyio_backend(request):
     return request.param
 
 
-async def test_120_concurrent_flushes_of_a_200ms_rpc_take_about_200ms(fake, client):
+@pytest.fixture(params=["MilvusClient", "AsyncMilvusClient"])
+async def async_flusher(request, anyio_backend, client):
+    """``async_flusher(**options)``: an AsyncFlusher on the blocking client, or on an
+    AsyncMilvusClient of the same server (asyncio only)."""
+    if request.param == "MilvusClient":
+        yield lambda **options: flushkit.AsyncFlusher(client, **options)
+        return
+    if anyio_backend != "asyncio":
+        pytest.skip("an AsyncMilvusClient runs under asyncio only")
+    twin = async_client_like(client)
+    yield lambda **options: flushkit.AsyncFlusher(twin, **options)
+    await twin.close()
+
+
+async def test_120_concurrent_flushes_of_a_200ms_rpc_take_about_200ms(fake, async_flusher):
     fake.script_flush(*[delay(0.2) for _ in range(120)])
-    flusher = flushkit.AsyncFlusher(client)
+    flusher = async_flusher()
     limiter = anyio.to_thread.current_default_thread_limiter()
     peak_borrowed = 0
     results = []
@@ -51,9 +67,9 @@ async def test_120_concurrent_flushes_of_a_200ms_rpc_take_about_200ms(fake, clie
     assert not [t for t in threading.enumerate() if "AnyIO" in t.name]
 
 
-async def test_outer_cancel_scope_cancels_the_rpc_on_the_server(fake, client):
+async def test_outer_cancel_scope_cancels_the_rpc_on_the_server(fake, async_flusher):
     fake.script_flush(hang())
-    flusher = flushkit.AsyncFlusher(client)
+    flusher = async_flusher()
     started = time.monotonic()
     with anyio.move_on_after(0.2) as scope:
         await flusher.flush("docs", timeout=5.0)
@@ -62,19 +78,19 @@ async def test_outer_cancel_scope_cancels_the_rpc_on_the_server(fake, client):
     assert fake.wait_for_cancellations(1)
 
 
-async def test_callers_scope_deadline_becomes_the_rpc_deadline(fake, client):
+async def test_callers_scope_deadline_becomes_the_rpc_deadline(fake, async_flusher):
     fake.script_flush(hang())
-    flusher = flushkit.AsyncFlusher(client)
+    flusher = async_flusher()
     with anyio.move_on_after(0.3) as scope:
         await flusher.flush("docs", timeout=10.0)
     assert scope.cancelled_caught  # the runtime's cancellation, not a FlushTimeoutError
-    remaining = fake.flush_calls[0].time_remaining
+    remaining = fake.flush_calls[-1].time_remaining
     assert remaining is not None and remaining <= 0.3 + 0.01
 
 
-async def test_cancelled_task_group_cancels_the_rpc(fake, client):
+async def test_cancelled_task_group_cancels_the_rpc(fake, async_flusher):
     fake.script_flush(hang())
-    flusher = flushkit.AsyncFlusher(client)
+    flusher = async_flusher()
     async with anyio.create_task_group() as tg:
         tg.start_soon(flusher.flush, "docs")
         await anyio.sleep(0.1)
@@ -83,9 +99,9 @@ async def test_cancelled_task_group_cancels_the_rpc(fake, client):
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_asyncio_task_cancel_propagates_as_cancelled_error(fake, client):
+async def test_asyncio_task_cancel_propagates_as_cancelled_error(fake, async_flusher):
     fake.script_flush(hang())
-    flusher = flushkit.AsyncFlusher(client)
+    flusher = async_flusher()
     task = asyncio.get_running_loop().create_task(flusher.flush("docs"))
     await asyncio.sleep(0.1)
     task.cancel()
@@ -94,11 +110,11 @@ async def test_asyncio_task_cancel_propagates_as_cancelled_error(fake, client):
     assert fake.wait_for_cancellations(1)
 
 
-async def test_cancellation_during_the_wait_loop(fake, client):
+async def test_cancellation_during_the_wait_loop(fake, async_flusher):
     from flushkit.testing import flushed
 
     fake.script_flush_state(*[flushed(False) for _ in range(1000)])
-    flusher = flushkit.AsyncFlusher(client)
+    flusher = async_flusher()
     started = time.monotonic()
     with anyio.move_on_after(0.3) as scope:
         await flusher.flush("docs", wait=True)

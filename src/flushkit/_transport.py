@@ -198,17 +198,26 @@ class AioTransport(Transport):
         self._channel: Any = None
         self._stubs: dict[str, Any] = {}
 
-    async def _aio_stub(self, call: Call) -> Any:
+    def _ready_stub(self, method: str) -> Any:
+        """The method's callable on the client's current channel; None before the
+        client's first connection."""
         channel = self._aio.current_channel()
-        if channel is None:  # the client's first call: connect it within the budget
-            try:
-                channel = await asyncio.wait_for(self._aio.connect(), _remaining(call))
-            except asyncio.TimeoutError:
-                raise timeout_error(call.request, "connecting the AsyncMilvusClient") from None
+        if channel is None:
+            return None
         if channel is not self._channel:  # first call, or pymilvus reconnected
             self._stubs = _stubs(channel)
             self._channel = channel
-        return self._stubs[call.method]
+        return self._stubs[method]
+
+    async def _aio_stub(self, call: Call) -> Any:
+        stub = self._ready_stub(call.method)
+        if stub is not None:
+            return stub
+        try:  # the client's first call: connect it within the budget
+            await asyncio.wait_for(self._aio.connect(), _remaining(call))
+        except asyncio.TimeoutError:
+            raise timeout_error(call.request, "connecting the AsyncMilvusClient") from None
+        return self._ready_stub(call.method)
 
     def perform(self, effect: Call | Start | Await) -> Any:
         raise TypeError("an AsyncMilvusClient is for flushkit.AsyncFlusher under asyncio")
@@ -221,8 +230,23 @@ class AioTransport(Transport):
         return await _await_async(effect)
 
     async def _bridge(self, call: Call, timeout: float | None) -> Any:
-        stub = await self._aio_stub(call)
-        return await stub(call.message, timeout=timeout, metadata=self._metadata(call.request))
+        """The grpc.aio call, waited for through an event: cancelling the caller (its
+        cancel scope, its task) cancels the RPC on the server. (Awaiting the grpc.aio
+        call itself lets its inner task's cancellation escape anyio's cancel scopes.)"""
+        stub = self._ready_stub(call.method) or await self._aio_stub(call)
+        rpc = stub(call.message, timeout=timeout, metadata=self._metadata(call.request))
+        answered = anyio.Event()
+        rpc.add_done_callback(lambda _: answered.set())
+        try:
+            await answered.wait()
+        finally:
+            if not answered.is_set():  # the caller left: the server sees CANCELLED
+                rpc.cancel()
+                # Let gRPC report the call's end on this loop while it runs: grpc.aio
+                # would otherwise deliver it to a loop closed by then.
+                with anyio.move_on_after(1.0, shield=True):
+                    await answered.wait()
+        return await rpc
 
     async def start_async(self, effect: Start) -> Any:
         """Start a shared round's RPC; returns the grpc.aio call (to cancel it)."""
