@@ -333,3 +333,19 @@ def test_a_flusher_follows_the_clients_current_database(fake, client, runtime):
     assert call.request.db_name == "analytics"
     client.use_database("default")
     assert flush("docs", timeout=5.0).db_name == "default"
+
+
+def test_collection_not_found_in_a_database_the_server_does_not_list_is_database_not_found(
+    fake, flush
+):
+    # Milvus 2.3 answers a Flush in a missing database with "collection not found"
+    fake.missing("docs")
+    fake.databases("analytics")
+    with pytest.raises(flushkit.DatabaseNotFoundError) as caught:
+        flush("docs", db_name="nowhere", timeout=5.0)
+    assert caught.value.code == 800 and "nowhere" in caught.value.reason
+    with pytest.raises(flushkit.CollectionNotFoundError):  # the database exists
+        flush("docs", db_name="analytics", timeout=5.0)
+    with pytest.raises(flushkit.CollectionNotFoundError):  # no database lookup for default
+        flush("docs", timeout=5.0)
+    assert sum(call.method == "ListDatabases" for call in fake.calls) == 2

@@ -90,10 +90,12 @@ def test_db_name_per_call_reaches_a_second_database(root, runtime):
 
 
 def test_database_that_does_not_exist(root, runtime):
-    # Milvus 2.3.5 reports a missing database as a missing collection, code 100
-    with pytest.raises(flushkit.CollectionNotFoundError) as caught:
+    # Milvus 2.3.5 answers a missing database with "collection not found" (code 100);
+    # flushkit asks the server's database list and reports what it is
+    with pytest.raises(flushkit.DatabaseNotFoundError) as caught:
         flush_in(runtime, root)("docs", db_name="no_such_db", timeout=30.0)
     assert caught.value.db_name == "no_such_db"
+    assert caught.value.code == 800
     assert "no_such_db" in caught.value.reason
 
 

@@ -21,8 +21,15 @@ from typing import Any
 
 from pymilvus.grpc_gen import milvus_pb2
 
-from ._effects import FLUSH, GET_FLUSH_STATE, Await, Call, Start
-from ._exceptions import FlushError, RateLimitedError, rate_limited_error, timeout_error
+from ._effects import FLUSH, GET_FLUSH_STATE, LIST_DATABASES, Await, Call, Start
+from ._exceptions import (
+    CollectionNotFoundError,
+    FlushError,
+    RateLimitedError,
+    error_class_for,
+    rate_limited_error,
+    timeout_error,
+)
 from ._lanes import Lanes, Lead, Plan, Refuse, Share, answered
 from ._models import FlushRequest, FlushResult, Pause, Status, merged_result, result_from_proto
 
@@ -147,6 +154,12 @@ def _result(request: FlushRequest, plan: Plan) -> Generator[Any, Any, FlushResul
             part = request.replace(collection_names=tuple(names))
         answers.append((response, part, Status.from_proto(response.status), coalesced))
     failed = any(not status.ok for _, _, status, _ in answers)
+    if failed and request.db_name != "default":
+        for i, (response, part, status, coalesced) in enumerate(answers):
+            if error_class_for(status) is CollectionNotFoundError:
+                missing = yield from _database_missing(request, status)
+                if missing is not None:
+                    answers[i] = (response, part, missing, coalesced)
     parts = []
     for response, part, status, coalesced in answers:
         persisted = False
@@ -160,6 +173,27 @@ def _result(request: FlushRequest, plan: Plan) -> Generator[Any, Any, FlushResul
     if len(parts) == 1:
         return parts[0]
     return merged_result(request, parts)
+
+
+def _database_missing(
+    request: FlushRequest, status: Status
+) -> Generator[Call, Any, Status | None]:
+    """Whether a "collection not found" means that the database does not exist (Milvus
+    2.3 answers a Flush in a missing database so; 2.4 and newer answer code 800): asks
+    the server's database list. Returns the status to report (code 800), or None when
+    the database exists or the server cannot say."""
+    try:
+        listed = yield Call(LIST_DATABASES, milvus_pb2.ListDatabasesRequest(), request)
+    except FlushError:
+        return None
+    if not Status.from_proto(listed.status).ok or request.db_name in listed.db_names:
+        return None
+    return Status(
+        code=800,
+        error_code=status.error_code,
+        reason=f"database not found[database={request.db_name}] ({status.reason})",
+        legacy_code=status.legacy_code,
+    )
 
 
 def _flush_message(request: FlushRequest) -> Any:

@@ -24,10 +24,11 @@ from typing import Any, NamedTuple
 
 from ._models import FlushRequest
 
-__all__ = ["FLUSH", "GET_FLUSH_STATE", "Await", "Bell", "Call", "Start"]
+__all__ = ["FLUSH", "GET_FLUSH_STATE", "LIST_DATABASES", "Await", "Bell", "Call", "Start"]
 
 FLUSH = "Flush"
 GET_FLUSH_STATE = "GetFlushState"
+LIST_DATABASES = "ListDatabases"
 
 #: Gets an RPC's outcome: ``(response, None)`` or ``(None, the FlushError)``; ``(None,
 #: None)`` when it was cancelled.

@@ -8,7 +8,9 @@
     ├── FlushTimeoutError           also a TimeoutError: the call's budget ran out (any
     │                               failure after it did; the server's status kept on it)
     ├── CollectionNotFoundError     code 100 / legacy CollectionNotExists
-    ├── DatabaseNotFoundError       code 800, or a reason saying so (Milvus Lite: code 6)
+    ├── DatabaseNotFoundError       code 800, or a reason saying so (Milvus Lite: code 6);
+    │                               Milvus 2.3's "collection not found" for a database
+    │                               the server does not list (the core asks it)
     ├── RateLimitedError            codes 4, 8 / legacy RateLimit; gRPC RESOURCE_EXHAUSTED;
     │                               the budget ends before the server admits the next flush
     ├── ServiceUnavailableError     also a ConnectionError: codes 1, 2 / legacy NotReadyServe,

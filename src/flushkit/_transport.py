@@ -35,7 +35,7 @@ import grpc
 from pymilvus.grpc_gen import milvus_pb2
 
 from ._completion_thread import ChannelFutures, futures_of
-from ._effects import FLUSH, GET_FLUSH_STATE, Await, Call, Start
+from ._effects import FLUSH, GET_FLUSH_STATE, LIST_DATABASES, Await, Call, Start
 from ._exceptions import error_from_rpc, timeout_error
 from ._models import FlushRequest
 from ._pymilvus import AsyncMilvusConnection, MilvusConnection, is_async_client
@@ -47,6 +47,7 @@ _SERVICE = "/milvus.proto.milvus.MilvusService/"
 _METHODS: Mapping[str, tuple[Any, Any]] = {
     FLUSH: (milvus_pb2.FlushRequest, milvus_pb2.FlushResponse),
     GET_FLUSH_STATE: (milvus_pb2.GetFlushStateRequest, milvus_pb2.GetFlushStateResponse),
+    LIST_DATABASES: (milvus_pb2.ListDatabasesRequest, milvus_pb2.ListDatabasesResponse),
 }
 
 

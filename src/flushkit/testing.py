@@ -300,6 +300,14 @@ class _Servicer(milvus_pb2_grpc.MilvusServiceServicer):  # type: ignore[misc]
             status=common_pb2.Status(), version=MilvusTestServer.VERSION
         )
 
+    def ListDatabases(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """"default", and the databases named with ``server.databases(...)``."""
+        call = self._fake._record("ListDatabases", request, context)
+        call.ended = time.monotonic()
+        with self._fake._lock:
+            names = ["default", *sorted(self._fake._databases)]
+        return milvus_pb2.ListDatabasesResponse(status=common_pb2.Status(), db_names=names)
+
     def DescribeDatabase(self, request: Any, context: grpc.ServicerContext) -> Any:
         """Every database exists (``MilvusClient.use_database`` asks first)."""
         call = self._fake._record("DescribeDatabase", request, context)
@@ -331,6 +339,7 @@ class MilvusTestServer:
         self._scripts: dict[str, deque[Behaviour]] = {FLUSH: deque(), FLUSH_STATE: deque()}
         self._defaults: dict[str, Behaviour] = {FLUSH: ok(), FLUSH_STATE: flushed(True)}
         self._missing: set[str] = set()
+        self._databases: set[str] = set()
         self._flush_rate: float | None = None
         self._flush_per_collection = True
         self._last_admitted: dict[str | None, float] = {}  # collection (None: all): monotonic
@@ -430,14 +439,21 @@ class MilvusTestServer:
             self._flush_per_collection = per_collection
             self._last_admitted.clear()
 
+    def databases(self, *db_names: str) -> None:
+        """ListDatabases names these too (beside "default"), until ``reset()``."""
+        with self._lock:
+            self._databases.update(db_names)
+
     def reset(self) -> None:
-        """Forget scripts, missing collections, the Flush rate limit and records.
+        """Forget scripts, missing collections, databases, the Flush rate limit and
+        records.
 
         Calls in flight keep running."""
         with self._lock:
             for queue in self._scripts.values():
                 queue.clear()
             self._missing.clear()
+            self._databases.clear()
             self._flush_rate = None
             self._last_admitted.clear()
             self._calls = []
