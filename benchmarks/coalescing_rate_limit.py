@@ -230,8 +230,14 @@ def refill(seconds: float = 3.0) -> None:
 VARIANTS = ("flushkit-blocking", "flushkit-asyncio", "flushkit-trio", "pymilvus")
 
 
-def measure(uri: str, *, rounds: int, callers: int, pymilvus_timeout: float) -> dict[str, Any]:
-    """Run every variant of the burst ``rounds`` times against the server at ``uri``."""
+def each_variant(
+    uri: str,
+    rounds: int,
+    prepare: Callable[[MilvusClient, int], None],
+    run_variant: Callable[[MilvusClient, str], list[Any]],
+) -> dict[str, list[dict[str, Any]]]:
+    """Every variant ``rounds`` times, through a counting proxy to the server at ``uri``:
+    ``prepare(client, round)`` before each run, then ``run_variant(client, variant)``."""
     runs: dict[str, list[dict[str, Any]]] = {}
     with CountingProxy(uri.removeprefix("http://")) as proxy:
         client = MilvusClient(uri=proxy.uri)
@@ -240,21 +246,30 @@ def measure(uri: str, *, rounds: int, callers: int, pymilvus_timeout: float) -> 
                 client.create_collection(COLLECTION, dimension=4)
             for round_ in range(rounds):
                 for variant in VARIANTS:
-                    rows = [
-                        {"id": round_ * 1000 + i, "vector": [0.1, 0.2, 0.3, 0.4]}
-                        for i in range(100)
-                    ]
-                    client.insert(COLLECTION, rows)
-                    refill()
+                    prepare(client, round_)
                     proxy.take()
-                    if variant == "pymilvus":
-                        outcomes = run_pymilvus(client, callers, pymilvus_timeout)
-                    else:
-                        outcomes = run_flushkit(client, callers, variant.split("-")[1])
+                    outcomes = run_variant(client, variant)
                     runs.setdefault(variant, []).append(summary(outcomes, proxy.take()))
                     print(variant, runs[variant][-1], file=sys.stderr)
         finally:
             client.close()
+    return runs
+
+
+def measure(uri: str, *, rounds: int, callers: int, pymilvus_timeout: float) -> dict[str, Any]:
+    """The burst: every variant ``rounds`` times against the server at ``uri``."""
+
+    def prepare(client: MilvusClient, round_: int) -> None:
+        rows = [{"id": round_ * 1000 + i, "vector": [0.1, 0.2, 0.3, 0.4]} for i in range(100)]
+        client.insert(COLLECTION, rows)
+        refill()
+
+    def run_variant(client: MilvusClient, variant: str) -> list[Any]:
+        if variant == "pymilvus":
+            return run_pymilvus(client, callers, pymilvus_timeout)
+        return run_flushkit(client, callers, variant.split("-")[1])
+
+    runs = each_variant(uri, rounds, prepare, run_variant)
     return {"scenario": "burst", "rate_limit": RATE_LIMIT, "callers": callers, "runs": runs}
 
 
@@ -263,31 +278,20 @@ def measure_arrivals(
 ) -> dict[str, Any]:
     """Every variant ``rounds`` times: callers arriving one every ``spacing`` seconds, on
     a server at DEFAULT_RATE_LIMIT whose bucket has refilled before each run."""
-    runs: dict[str, list[dict[str, Any]]] = {}
-    with CountingProxy(uri.removeprefix("http://")) as proxy:
-        client = MilvusClient(uri=proxy.uri)
-        try:
-            if not client.has_collection(COLLECTION):
-                client.create_collection(COLLECTION, dimension=4)
-            for round_ in range(rounds):
-                for variant in VARIANTS:
-                    client.insert(COLLECTION, [{"id": round_, "vector": [0.1, 0.2, 0.3, 0.4]}])
-                    refill(DEFAULT_WINDOW + 1)
-                    forget_pacing()  # each variant starts knowing nothing of the rate
-                    proxy.take()
-                    if variant == "pymilvus":
-                        call = functools.partial(
-                            client.flush, COLLECTION, timeout=pymilvus_timeout
-                        )
-                        outcomes = arriving(callers, spacing, call)
-                    else:
-                        runtime = variant.split("-")[1]
-                        call = flushkit_call(client, runtime)
-                        outcomes = arriving(callers, spacing, call, runtime)
-                    runs.setdefault(variant, []).append(summary(outcomes, proxy.take()))
-                    print(variant, runs[variant][-1], file=sys.stderr)
-        finally:
-            client.close()
+
+    def prepare(client: MilvusClient, round_: int) -> None:
+        client.insert(COLLECTION, [{"id": round_, "vector": [0.1, 0.2, 0.3, 0.4]}])
+        refill(DEFAULT_WINDOW + 1)
+        forget_pacing()  # each variant starts knowing nothing of the rate
+
+    def run_variant(client: MilvusClient, variant: str) -> list[Any]:
+        if variant == "pymilvus":
+            call = functools.partial(client.flush, COLLECTION, timeout=pymilvus_timeout)
+            return arriving(callers, spacing, call)
+        runtime = variant.split("-")[1]
+        return arriving(callers, spacing, flushkit_call(client, runtime), runtime)
+
+    runs = each_variant(uri, rounds, prepare, run_variant)
     return {
         "scenario": "arrivals",
         "rate_limit": DEFAULT_RATE_LIMIT,

@@ -19,6 +19,10 @@ from .helpers import RecordingLogger, flush_in
 
 pytestmark = pytest.mark.server
 
+#: The benchmark's caller helpers (benchmarks/coalescing_rate_limit.py) run the blocking
+#: client's three ways; the AsyncMilvusClient path is covered by the flush_in tests here.
+BENCH_RUNTIMES = pytest.mark.parametrize("runtime", ["blocking", "asyncio", "trio"])
+
 
 @pytest.fixture
 def root(milvus_server):
@@ -241,6 +245,7 @@ def limited(milvus_servers, rate_bench):
         client.close()
 
 
+@BENCH_RUNTIMES
 def test_64_callers_share_two_flushes_under_the_servers_rate_limit(limited, rate_bench, runtime):
     client, proxy = limited
     outcomes = rate_bench.run_flushkit(client, 64, runtime)  # wait=True, like pymilvus
@@ -308,6 +313,7 @@ def test_two_flushes_in_a_row_both_succeed_under_the_default_rate_limit(
     assert counts["flush_rpcs"] - counts["rate_limited"] == 2
 
 
+@BENCH_RUNTIMES
 def test_callers_arriving_over_20_seconds_share_one_flush_per_slot(
     default_limited, rate_bench, runtime
 ):
@@ -350,6 +356,7 @@ def busy_machine():
         spinner.wait()
 
 
+@BENCH_RUNTIMES
 def test_64_callers_released_together_on_a_busy_machine(
     default_limited, rate_bench, runtime, busy_machine
 ):
@@ -373,10 +380,16 @@ def _server_logs_mention(server, text: str, patience: float = 20.0) -> bool:
         time.sleep(0.5)
 
 
-def test_the_servers_log_lines_carry_the_flush_spans_trace_id(root, milvus_server, runtime):
+def recording() -> tuple[TracerProvider, InMemorySpanExporter]:
+    """A tracer provider of the test's own, and the exporter that keeps its spans."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def test_the_servers_log_lines_carry_the_flush_spans_trace_id(root, milvus_server, runtime):
+    provider, exporter = recording()
     name = collection(root, f"traced_{runtime}", rows=10)
     chain = flushkit.default_middleware(tracer_provider=provider)
     flush_in(runtime, root, middleware=chain)(name, timeout=30.0)
@@ -384,10 +397,9 @@ def test_the_servers_log_lines_carry_the_flush_spans_trace_id(root, milvus_serve
     assert _server_logs_mention(milvus_server, f"{span.context.trace_id:032x}")
 
 
+@BENCH_RUNTIMES
 def test_a_shared_rounds_senders_trace_reaches_the_server(root, milvus_server, runtime):
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider, exporter = recording()
     name = collection(root, f"shared_traced_{runtime}", rows=10)
     chain = flushkit.default_middleware(tracer_provider=provider)
     flusher: Any = (

@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from ._exceptions import ClientClosedError, ServiceUnavailableError
+from ._exceptions import ClientClosedError
 
 __all__ = ["AsyncMilvusConnection", "MilvusConnection", "is_async_client"]
 
@@ -117,12 +117,7 @@ class AsyncMilvusConnection(MilvusConnection):
         return channel
 
     async def connect(self) -> Any:
-        """Connect the client the way its own first call does; returns its channel."""
-        try:
-            await self._client._get_connection()
-        except Exception as exc:  # pymilvus's own connection failure
-            raise ServiceUnavailableError(
-                f"cannot connect the AsyncMilvusClient to {self.address}: {exc}",
-                retryable=True,
-            ) from None
+        """Connect the client the way its own first call does; returns its channel.
+        pymilvus's failure propagates as it raised it (the transport translates it)."""
+        await self._client._get_connection()
         return self.current_channel()

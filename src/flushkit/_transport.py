@@ -36,7 +36,13 @@ from pymilvus.grpc_gen import milvus_pb2
 
 from ._completion_thread import ChannelFutures, futures_of
 from ._effects import FLUSH, GET_FLUSH_STATE, LIST_DATABASES, Await, Call, Start
-from ._exceptions import error_from_rpc, timeout_error
+from ._exceptions import (
+    FlushError,
+    ServiceUnavailableError,
+    describe,
+    error_from_rpc,
+    timeout_error,
+)
 from ._models import FlushRequest
 from ._pymilvus import AsyncMilvusConnection, MilvusConnection, is_async_client
 from ._wakeups import threadsafe_setter
@@ -218,6 +224,19 @@ class AioTransport(Transport):
             await asyncio.wait_for(self._aio.connect(), _remaining(call))
         except asyncio.TimeoutError:
             raise timeout_error(call.request, "connecting the AsyncMilvusClient") from None
+        except FlushError:
+            raise
+        except Exception as exc:  # pymilvus's: typed by the gRPC failure beneath it
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, grpc.RpcError):
+                raise error_from_rpc(cause, call) from None
+            raise ServiceUnavailableError(
+                f"{describe(call.request)} failed: cannot connect the AsyncMilvusClient to "
+                f"{self.connection.address}: {exc}",
+                collection_names=call.request.collection_names,
+                db_name=call.request.db_name,
+                retryable=True,
+            ) from None
         return self._ready_stub(call.method)
 
     def perform(self, effect: Call | Start | Await) -> Any:
