@@ -35,7 +35,11 @@ def async_client_like(client: MilvusClient) -> AsyncMilvusClient:
     """An AsyncMilvusClient of the same server, credential and database as ``client``
     (create it inside the event loop that uses it)."""
     config = client._config
-    return AsyncMilvusClient(uri=config.uri, token=config.token, db_name=config.db_name)
+    # dedicated: a channel of its own, closed with it (pymilvus 2.6 otherwise pools one
+    # channel per address across event loops, and a closed loop's events leak into the next)
+    return AsyncMilvusClient(
+        uri=config.uri, token=config.token, db_name=config.db_name, dedicated=True
+    )
 
 
 @contextlib.asynccontextmanager
