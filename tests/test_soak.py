@@ -34,6 +34,6 @@ def test_short_soak(soak, backend):
     assert report.lanes_left == 0
     # single calls end within 50 ms of their budget (test_faults.py); 64 callers and the
     # in-process server sharing two cores can wake the loop later than that
-    assert report.slowest <= soak.TIMEOUT + 0.5
+    assert report.slowest <= soak.TIMEOUT + 1.0  # the soak's own hang guard
     assert report.outcomes["success"] > 500
     assert report.rss_end_mb - report.rss_start_mb < 30, report
