@@ -102,6 +102,22 @@ class RecordingLogger:
         return self._record(level)
 
 
+def observed_chain(spans: Any) -> tuple[list[Any], RecordingLogger, Any]:
+    """The default chain with a recording logger, the ``spans`` fixture's tracer provider
+    and an in-memory metric reader: ``(chain, logger, reader)``."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    logger = RecordingLogger()
+    chain = flushkit.default_middleware(
+        logger=logger,
+        tracer_provider=spans.provider,
+        meter_provider=MeterProvider(metric_readers=[reader]),
+    )
+    return chain, logger, reader
+
+
 def points(reader):
     """The metrics an ``InMemoryMetricReader`` collected, by name (all from flushkit)."""
     data = reader.get_metrics_data()

@@ -24,7 +24,15 @@ import flushkit
 from flushkit import _lanes
 from flushkit.testing import abort, delay, flushed, hang, ok, status
 
-from .helpers import CANCELLED, Caller, RecordingLogger, leader_then, points, run_together
+from .helpers import (
+    CANCELLED,
+    Caller,
+    RecordingLogger,
+    leader_then,
+    observed_chain,
+    points,
+    run_together,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -281,13 +289,7 @@ async def _append(outcomes: list[Any], flusher: flushkit.AsyncFlusher) -> None:
 
 
 def test_logs_spans_and_metrics_say_when_a_call_was_coalesced(fake, client, runtime, spans):
-    reader = InMemoryMetricReader()
-    logger = RecordingLogger()
-    chain = flushkit.default_middleware(
-        logger=logger,
-        tracer_provider=spans.provider,
-        meter_provider=MeterProvider(metric_readers=[reader]),
-    )
+    chain, logger, reader = observed_chain(spans)
     fake.script_flush(delay(0.3))
     outcomes = run_together(runtime, client, leader_then(3), middleware=chain)
     assert [o.coalesced for o in outcomes] == [False, True, True, True]

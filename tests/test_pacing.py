@@ -11,8 +11,6 @@ import pathlib
 import time
 
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import flushkit
 from flushkit import _lanes
@@ -20,7 +18,7 @@ from flushkit._models import Status
 from flushkit._pacing import DEFAULT_WINDOW, FIRST_BACKOFF, Pace, is_throttled, rate_named_in
 from flushkit.testing import delay, hang, status
 
-from .helpers import Caller, RecordingLogger, flush_in, points, run_together
+from .helpers import Caller, RecordingLogger, flush_in, observed_chain, points, run_together
 
 THROTTLED = Status(8, "RateLimit", "rate limit exceeded[rate=0.1]", True, "", 49)
 
@@ -277,13 +275,7 @@ def test_once_the_server_is_known_to_be_fast_a_hanging_flush_holds_for_less(
 
 def test_pacing_is_logged_counted_and_traced(fake, client, runtime, spans):
     fake.limit_flush_rate(2.0)
-    reader = InMemoryMetricReader()
-    logger = RecordingLogger()
-    chain = flushkit.default_middleware(
-        logger=logger,
-        tracer_provider=spans.provider,
-        meter_provider=MeterProvider(metric_readers=[reader]),
-    )
+    chain, logger, reader = observed_chain(spans)
     flush = flush_in(runtime, client, middleware=chain)
     flush("docs", timeout=10.0)
     result = flush("docs", timeout=10.0)
