@@ -349,3 +349,22 @@ def test_collection_not_found_in_a_database_the_server_does_not_list_is_database
     with pytest.raises(flushkit.CollectionNotFoundError):  # no database lookup for default
         flush("docs", timeout=5.0)
     assert sum(call.method == "ListDatabases" for call in fake.calls) == 2
+
+
+def test_an_async_client_under_trio_is_a_clear_error_before_any_rpc(fake):
+    from pymilvus import AsyncMilvusClient
+
+    async def main() -> None:
+        flusher = flushkit.AsyncFlusher(AsyncMilvusClient(uri=fake.uri))
+        with pytest.raises(TypeError, match="under trio give AsyncFlusher a blocking"):
+            await flusher.flush("docs")
+
+    anyio.run(main, backend="trio")
+    assert fake.flush_calls == []
+
+
+def test_the_blocking_flusher_points_an_async_client_to_async_flusher(fake):
+    from pymilvus import AsyncMilvusClient
+
+    with pytest.raises(TypeError, match="use flushkit.AsyncFlusher"):
+        flushkit.Flusher(AsyncMilvusClient(uri=fake.uri))

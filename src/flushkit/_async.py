@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
 import anyio
-import sniffio
 
 from ._effects import Await, Call, Start
 from ._facade import USE_FLUSHER_DEFAULT, FlusherBase, UseFlusherDefault
@@ -41,7 +41,7 @@ class AsyncFlusher(FlusherBase):
         The budget also ends where the caller's own cancel scope does: the RPC gets that
         deadline, and the scope's cancellation propagates as the runtime's own.
         """
-        if self._transport.asyncio_only and sniffio.current_async_library() != "asyncio":
+        if self._transport.asyncio_only and not _in_asyncio():
             raise TypeError(
                 "an AsyncMilvusClient runs on grpc.aio, which works under asyncio only; "
                 "under trio give AsyncFlusher a blocking pymilvus MilvusClient"
@@ -73,3 +73,12 @@ class AsyncFlusher(FlusherBase):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _in_asyncio() -> bool:
+    """Whether the caller runs in an asyncio event loop (not trio)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
