@@ -366,5 +366,5 @@ def test_an_async_client_under_trio_is_a_clear_error_before_any_rpc(fake):
 def test_the_blocking_flusher_points_an_async_client_to_async_flusher(fake):
     from pymilvus import AsyncMilvusClient
 
-    with pytest.raises(TypeError, match="use flushkit.AsyncFlusher"):
+    with pytest.raises(TypeError, match=r"use flushkit\.AsyncFlusher"):
         flushkit.Flusher(AsyncMilvusClient(uri=fake.uri))
