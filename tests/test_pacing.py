@@ -325,3 +325,23 @@ def test_a_throttled_shared_round_goes_again_together(fake, client, runtime):
     assert len(fake.flush_calls) == 3  # the leader's, the throttled round, the round again
     assert sum(o.throttled for o in outcomes) == 1  # counted once, by its sender
     assert all(o.coalesced for o in outcomes[1:])
+
+
+def test_a_call_that_fails_after_waiting_for_its_slot_reports_the_wait(fake, client, runtime):
+    flush = flush_in(runtime, client, flush_interval=0.3)
+    flush("docs", timeout=10.0)
+    fake.missing("docs")
+    with pytest.raises(flushkit.CollectionNotFoundError) as caught:
+        flush("docs", timeout=10.0)
+    assert caught.value.paced > 0.1
+
+
+def test_a_call_that_times_out_after_waiting_for_its_slot_reports_the_wait(
+    fake, client, runtime
+):
+    flush = flush_in(runtime, client, flush_interval=0.3)
+    flush("docs", timeout=10.0)
+    fake.script_flush(hang())
+    with pytest.raises(flushkit.FlushTimeoutError) as caught:
+        flush("docs", timeout=1.0)
+    assert caught.value.paced > 0.1

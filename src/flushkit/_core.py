@@ -49,27 +49,25 @@ Effects = Generator[Call | Start | Await | Pause, Any, FlushResult]
 def flush_flow(request: FlushRequest, *, lanes: Lanes) -> Effects:
     """Flush ``request``'s collections, each when its lane lets it go."""
     plan = lanes.plan(request)
-    paced = 0.0
     try:
-        paced = yield from _flush_all(request, plan)
+        yield from _flush_all(request, plan)
         result = yield from _result(request, plan)
     except FlushError as error:
         error.throttled = sum(ticket.throttled for ticket in plan.tickets)
-        error.paced = paced
+        error.paced = plan.paced
         raise
     finally:
         plan.leave()
         _link_senders(request, plan)
     throttled = sum(ticket.throttled for ticket in plan.tickets)
-    if throttled or paced:
-        return dataclasses.replace(result, throttled=throttled, paced=paced)
+    if throttled or plan.paced:
+        return dataclasses.replace(result, throttled=throttled, paced=plan.paced)
     return result
 
 
-def _flush_all(request: FlushRequest, plan: Plan) -> Generator[Any, Any, float]:
-    """Get every collection of ``request`` flushed; returns the seconds spent waiting
-    for a slot."""
-    paced = 0.0
+def _flush_all(request: FlushRequest, plan: Plan) -> Generator[Any, Any, None]:
+    """Get every collection of ``request`` flushed, adding the seconds spent waiting for
+    a slot to ``plan.paced`` (an error on the way keeps them)."""
     announced: float | None = None
     deadline = request.deadline
     while True:
@@ -79,7 +77,7 @@ def _flush_all(request: FlushRequest, plan: Plan) -> Generator[Any, Any, float]:
         now = time.monotonic()
         step = plan.next(now)
         if step is None:
-            return paced
+            return
         if isinstance(step, Lead):
             led = request
             if len(step.names) < len(request.collection_names):
@@ -117,7 +115,7 @@ def _flush_all(request: FlushRequest, plan: Plan) -> Generator[Any, Any, float]:
                 _announce_pacing(request, step.until - now if step.until else 0.0)
             yield Await(plan.bell, until)
             if step.paced:
-                paced += time.monotonic() - now
+                plan.paced += time.monotonic() - now
 
 
 def _link_senders(request: FlushRequest, plan: Plan) -> None:

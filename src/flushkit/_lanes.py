@@ -142,12 +142,14 @@ Step = Lead | Share | Refuse | Sleep | None
 class Plan:
     """One call's tickets, and what the call should do next (``None``: all answered)."""
 
-    __slots__ = ("bell", "request", "tickets")
+    __slots__ = ("bell", "paced", "request", "tickets")
 
     def __init__(self, request: FlushRequest, tickets: list[Ticket], bell: Bell) -> None:
         self.request = request
         self.tickets = tuple(tickets)
         self.bell = bell
+        #: Seconds the call has waited for its collections' slots.
+        self.paced = 0.0
 
     def next(self, now: float) -> Step:
         deadline = self.request.deadline

@@ -19,6 +19,7 @@ class StatusMiddleware:
         if not result.status.ok:
             error = error_from_status(result.status, request)
             error.coalesced = result.coalesced
+            error.throttled, error.paced = result.throttled, result.paced
             raise error
         return result
 
