@@ -3,22 +3,24 @@
 Both facades share everything here but the final wait: :meth:`Transport.perform` blocks,
 :meth:`Transport.perform_async` awaits without holding a thread. The effects
 (:mod:`flushkit._effects`) are a :class:`Call` (an RPC for the calling task), a
-:class:`Start` (a shared round's RPC, a gRPC future that belongs to no caller, whose
-outcome goes to the lanes from gRPC's thread) and an :class:`Await` (sleep until the
-call's bell rings or a time comes).
+:class:`Start` (a shared round's RPC, owned by no caller, whose outcome goes to the
+lanes) and an :class:`Await` (sleep until the call's bell rings or a time comes).
 
-Why a gRPC future and not ``grpc.aio`` or a worker thread for the async facade: the
-future runs on the client's own (blocking) channel, so it needs no second connection per
-event loop, works the same under asyncio and trio (trio has no grpc.aio), holds no
-thread while the RPC is in flight (so anyio's 40-thread limiter never caps it), and is
-cancelled on the wire with ``future.cancel()``. gRPC's completion thread hands the
-answer back with the loop's thread-safe ``call_soon`` (asyncio) or ``run_sync_soon``
-(trio), once per burst of answers (:mod:`flushkit._wakeups`). gRPC would start that
-thread anew for each of consecutive calls; :mod:`flushkit._completion_thread` keeps it
-between them. The hop to the event loop costs about 100 to 150 us over a blocking call
-on this project's machine (the bare future, docs/benchmarks.md), about what grpc.aio's
-own poller thread costs; a grpc.aio path for asyncio was tried and removed: grpc.aio's
-process-wide poller kept waking event loops that earlier ``anyio.run`` calls had closed.
+Two transports:
+
+* :class:`Transport`, on a blocking ``MilvusClient``'s channel. The async facade runs its
+  RPCs as gRPC futures on that channel: no second connection per event loop, the same
+  under asyncio and trio (trio has no grpc.aio), no thread held while the RPC is in flight
+  (so anyio's thread limiter never caps it), cancelled on the wire with
+  ``future.cancel()``. gRPC's completion thread hands the answer back with the loop's
+  thread-safe ``call_soon`` (asyncio) or ``run_sync_soon`` (trio), once per burst of
+  answers (:mod:`flushkit._wakeups`); :mod:`flushkit._completion_thread` keeps that thread
+  between consecutive calls.
+* :class:`AioTransport`, on an ``AsyncMilvusClient``'s own grpc.aio channel (asyncio
+  only): the RPC is awaited directly, with no hop between threads. The client, and so the
+  channel's lifetime, is the caller's.
+
+What each costs is measured in ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -250,23 +252,10 @@ class AioTransport(Transport):
         return await _await_async(effect)
 
     async def _bridge(self, call: Call, timeout: float | None) -> Any:
-        """The grpc.aio call, waited for through an event: cancelling the caller (its
-        cancel scope, its task) cancels the RPC on the server. (Awaiting the grpc.aio
-        call itself lets its inner task's cancellation escape anyio's cancel scopes.)"""
+        """The grpc.aio call, awaited: cancelling the caller (its cancel scope, its task)
+        cancels the RPC on the server."""
         stub = self._ready_stub(call.method) or await self._aio_stub(call)
-        rpc = stub(call.message, timeout=timeout, metadata=self._metadata(call.request))
-        answered = anyio.Event()
-        rpc.add_done_callback(lambda _: answered.set())
-        try:
-            await answered.wait()
-        finally:
-            if not answered.is_set():  # the caller left: the server sees CANCELLED
-                rpc.cancel()
-                # Let gRPC report the call's end on this loop while it runs: grpc.aio
-                # would otherwise deliver it to a loop closed by then.
-                with anyio.move_on_after(1.0, shield=True):
-                    await answered.wait()
-        return await rpc
+        return await stub(call.message, timeout=timeout, metadata=self._metadata(call.request))
 
     async def start_async(self, effect: Start) -> Any:
         """Start a shared round's RPC; returns the grpc.aio call (to cancel it)."""
