@@ -19,7 +19,7 @@ def server(kind: str, tmp: Path) -> Iterator[MilvusClient]:
         finally:
             client.close()
         return
-    from flushkit._standalone import standalone
+    from flushkit._tools.standalone import standalone
 
     with standalone(tmp / "standalone") as found:
         client = MilvusClient(uri=found.uri)

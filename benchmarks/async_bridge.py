@@ -1,10 +1,10 @@
 """The async bridge's two mechanisms, each against itself switched off, in one run.
 
 1. Keeping gRPC's completion thread between consecutive futures
-   (``flushkit._completion_thread``): one caller flushing one call after another, in
+   (``flushkit._grpc.completion_thread``): one caller flushing one call after another, in
    alternating blocks with the linger on and off (``LINGER = 0``); median latency per
    call and the threads started per block.
-2. One event-loop wake-up per burst (``flushkit._wakeups``): 64 callers of one collection
+2. One event-loop wake-up per burst (``flushkit._grpc.wakeups``): 64 callers of one collection
    with the default chain (coalescing: one shared Flush answers dozens of waiters at
    once), in alternating runs with the batched wake-ups and with one thread-safe call per
    waiter; calls per second.
@@ -35,7 +35,9 @@ from _servers import server
 from pymilvus import MilvusClient
 
 import flushkit
-from flushkit import _completion_thread, _transport, _wakeups
+from flushkit._grpc import completion_thread as _completion_thread
+from flushkit._grpc import transport as _transport
+from flushkit._grpc import wakeups as _wakeups
 
 COLLECTION = "bridge"
 BACKENDS = ("asyncio", "trio")

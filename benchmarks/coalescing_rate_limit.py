@@ -56,7 +56,7 @@ from pymilvus import MilvusClient
 from pymilvus.grpc_gen import milvus_pb2
 
 import flushkit
-from flushkit._standalone import standalone
+from flushkit._tools.standalone import standalone
 
 RATE_LIMIT = {"quotaAndLimits.flushRate.enabled": "true", "quotaAndLimits.flushRate.max": "1"}
 #: Milvus's default per-collection limit (2.3.9+), as the 2.3.5 server's server-wide one.

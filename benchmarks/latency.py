@@ -48,9 +48,9 @@ from pymilvus import AsyncMilvusClient, MilvusClient
 from pymilvus.grpc_gen import milvus_pb2
 
 import flushkit
-from flushkit._completion_thread import futures_of
-from flushkit._pymilvus import MilvusConnection
-from flushkit._wakeups import threadsafe_setter
+from flushkit._grpc.completion_thread import futures_of
+from flushkit._grpc.pymilvus import MilvusConnection
+from flushkit._grpc.wakeups import threadsafe_setter
 
 COLLECTION = "latency"
 FLUSH = "/milvus.proto.milvus.MilvusService/Flush"

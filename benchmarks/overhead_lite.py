@@ -33,7 +33,7 @@ from pymilvus import MilvusClient
 from pymilvus.grpc_gen import milvus_pb2
 
 import flushkit
-from flushkit._pymilvus import MilvusConnection
+from flushkit._grpc.pymilvus import MilvusConnection
 
 COLLECTION = "bench"
 

@@ -38,7 +38,7 @@ from pymilvus import MilvusClient
 from pymilvus.grpc_gen import milvus_pb2
 
 import flushkit
-from flushkit._standalone import standalone
+from flushkit._tools.standalone import standalone
 
 
 def timed(call: Callable[[], object]) -> float:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pymilvus import MilvusClient
 
-from flushkit._standalone import Standalone, Standalones
+from flushkit._tools.standalone import Standalone, Standalones
 from flushkit.testing import MilvusTestServer
 
 from .helpers import RUNTIMES, FlushCall, flush_in

@@ -13,7 +13,7 @@ import grpc
 import pytest
 import structlog
 
-from flushkit._cli import _parser, main
+from flushkit._tools.cli import _parser, main
 from flushkit._validation import timeout_of
 from flushkit.testing import abort, hang, ok, status
 

@@ -11,8 +11,8 @@ import anyio
 import pytest
 
 import flushkit
-from flushkit import _completion_thread
-from flushkit._completion_thread import ChannelFutures, futures_of
+from flushkit._grpc import completion_thread as _completion_thread
+from flushkit._grpc.completion_thread import ChannelFutures, futures_of
 
 
 class Future:

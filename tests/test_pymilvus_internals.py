@@ -6,7 +6,7 @@ import pytest
 from pymilvus import MilvusClient
 from pymilvus.grpc_gen import milvus_pb2
 
-from flushkit._pymilvus import MilvusConnection
+from flushkit._grpc.pymilvus import MilvusConnection
 
 from .helpers import replace_channel
 
@@ -74,7 +74,7 @@ def test_async_client_connects_lazily_and_exposes_its_grpc_aio_channel(fake):
     import anyio
     from pymilvus import AsyncMilvusClient
 
-    from flushkit._pymilvus import AsyncMilvusConnection, is_async_client
+    from flushkit._grpc.pymilvus import AsyncMilvusConnection, is_async_client
 
     async def main() -> None:
         client = AsyncMilvusClient(uri=fake.uri, token="root:Milvus", db_name="prod")

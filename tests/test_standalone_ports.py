@@ -13,7 +13,7 @@ import pytest
 from pymilvus import MilvusClient
 
 import flushkit
-from flushkit._standalone import Standalone, Standalones
+from flushkit._tools.standalone import Standalone, Standalones
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
 

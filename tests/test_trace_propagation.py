@@ -12,7 +12,7 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import NoOpTracerProvider
 
 import flushkit
-from flushkit._middleware.tracing import carried_context
+from flushkit.middleware._tracing import carried_context
 from flushkit.testing import delay
 
 from .helpers import RecordingLogger, flush_in, leader_then, run_together

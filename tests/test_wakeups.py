@@ -9,7 +9,7 @@ from collections.abc import Callable
 import anyio
 import pytest
 
-from flushkit._wakeups import _LoopWakeups, _wakeups, threadsafe_setter
+from flushkit._grpc.wakeups import _LoopWakeups, _wakeups, threadsafe_setter
 
 
 class Loop:

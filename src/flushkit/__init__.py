@@ -4,10 +4,12 @@
 >>> flusher.flush(["docs", "images"], timeout=5.0, wait=True)
 """
 
-from . import _lite_milvus_uri  # noqa: F401  first: imports pymilvus (see there why)
-from ._async import AsyncFlusher
-from ._blocking import Flusher
+from . import (
+    _lite_milvus_uri,  # noqa: F401  first: imports pymilvus (see there why)
+    middleware,
+)
 from ._chain import Flow, Middleware
+from ._client import DEFAULT_TIMEOUT, USE_FLUSHER_DEFAULT, AsyncFlusher, Flusher
 from ._exceptions import (
     ClientClosedError,
     CollectionNotFoundError,
@@ -21,8 +23,9 @@ from ._exceptions import (
     ServerError,
     ServiceUnavailableError,
 )
-from ._facade import DEFAULT_TIMEOUT, USE_FLUSHER_DEFAULT
-from ._middleware import (
+from ._models import FlushRequest, FlushResult, Pause, Status
+from ._version import __version__
+from .middleware import (
     CoalescingMiddleware,
     LoggingMiddleware,
     MetricsMiddleware,
@@ -33,8 +36,6 @@ from ._middleware import (
     TracingMiddleware,
     default_middleware,
 )
-from ._models import FlushRequest, FlushResult, Pause, Status
-from ._version import __version__
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -68,4 +69,17 @@ __all__ = [
     "TracingMiddleware",
     "__version__",
     "default_middleware",
+    "middleware",
 ]
+
+
+def _shown_here() -> None:
+    """Reprs, tracebacks, pickles and docs name these ``flushkit.X`` (as httpx does); the
+    middlewares stay ``flushkit.middleware.X``."""
+    for name in __all__:
+        public = globals()[name]
+        if isinstance(public, type) and public.__module__ != middleware.__name__:
+            public.__module__ = __name__
+
+
+_shown_here()

@@ -1,5 +1,5 @@
 """``python -m flushkit``: the same as the ``flushkit`` command."""
 
-from ._cli import main
+from ._tools.cli import main
 
 raise SystemExit(main())

@@ -36,7 +36,7 @@ seconds after the last admitted Flush of a collection it names answers Milvus's 
 status (code 8, RateLimit 49, retriable, "... rate limit exceeded[rate=0.1]"), admits none
 of its collections and consumes no script (a missing collection answers "not found"
 first). Milvus's token bucket lets a burst through; this limiter is the simpler pacing
-rule. ``server.throttled_calls`` lists the throttled Flush calls (``Call.throttled``).
+rule. ``server.throttled_calls`` lists the throttled Flush calls (``ReceivedCall.throttled``).
 
 Every call is recorded (``server.calls``, ``flush_calls``, ``flush_state_calls``) with
 its metadata, its deadline, and whether the server saw the client cancel it (or its
@@ -67,14 +67,14 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc, schema_pb
 __all__ = [
     "Abort",
     "Behaviour",
-    "Call",
     "Delay",
     "Disconnect",
     "Flushed",
     "Hang",
     "MilvusTestServer",
     "Ok",
-    "Status",
+    "ReceivedCall",
+    "StatusAnswer",
     "abort",
     "delay",
     "disconnect",
@@ -110,7 +110,7 @@ class Ok:
 
 
 @dataclass(frozen=True)
-class Status:
+class StatusAnswer:
     """An answer whose ``common.Status`` carries these fields (and no segments)."""
 
     code: int
@@ -153,7 +153,7 @@ class Flushed:
     value: bool
 
 
-Behaviour: TypeAlias = Ok | Status | Delay | Hang | Abort | Disconnect | Flushed
+Behaviour: TypeAlias = Ok | StatusAnswer | Delay | Hang | Abort | Disconnect | Flushed
 
 
 def ok(segments: dict[str, list[int]] | None = None) -> Ok:
@@ -163,9 +163,9 @@ def ok(segments: dict[str, list[int]] | None = None) -> Ok:
 
 def status(
     code: int, error_code: int = 0, reason: str = "", retriable: bool = False, detail: str = ""
-) -> Status:
+) -> StatusAnswer:
     """An answer whose status carries these fields."""
-    return Status(code, error_code, reason, retriable, detail)
+    return StatusAnswer(code, error_code, reason, retriable, detail)
 
 
 def delay(seconds: float, then: Behaviour | None = None) -> Delay:
@@ -201,7 +201,7 @@ def flushed(value: bool) -> Flushed:
 
 
 @dataclass
-class Call:
+class ReceivedCall:
     """One RPC as the server saw it."""
 
     method: str
@@ -228,7 +228,7 @@ def _time_remaining(context: grpc.ServicerContext) -> float | None:
     return None if remaining is None or remaining > _NO_DEADLINE else remaining
 
 
-def _status_pb(behaviour: Status) -> Any:
+def _status_pb(behaviour: StatusAnswer) -> Any:
     return common_pb2.Status(
         code=behaviour.code,
         error_code=behaviour.error_code,
@@ -251,7 +251,7 @@ def _go_float(value: float) -> str:
     return format(shortest, "f")
 
 
-def _rate_limited(rate: float) -> Status:
+def _rate_limited(rate: float) -> StatusAnswer:
     """Milvus's answer to a Flush its proxy's rate limiter rejects."""
     return status(
         8,  # merr.ErrServiceRateLimit
@@ -265,7 +265,7 @@ def _rate_limited(rate: float) -> Status:
 def _check(method: str, behaviour: object) -> None:
     while isinstance(behaviour, Delay):
         behaviour = behaviour.then
-    if not isinstance(behaviour, Ok | Status | Hang | Abort | Disconnect | Flushed):
+    if not isinstance(behaviour, Ok | StatusAnswer | Hang | Abort | Disconnect | Flushed):
         raise TypeError(f"not a flushkit.testing behaviour: {behaviour!r}")
     if isinstance(behaviour, Flushed) and method != FLUSH_STATE:
         raise TypeError(f"flushed() answers GetFlushState, not {method}")
@@ -335,7 +335,7 @@ class MilvusTestServer:
         self.port = 0
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a call arrived or was cancelled
-        self._calls: list[Call] = []
+        self._calls: list[ReceivedCall] = []
         self._scripts: dict[str, deque[Behaviour]] = {FLUSH: deque(), FLUSH_STATE: deque()}
         self._defaults: dict[str, Behaviour] = {FLUSH: ok(), FLUSH_STATE: flushed(True)}
         self._missing: set[str] = set()
@@ -422,7 +422,7 @@ class MilvusTestServer:
         is); otherwise it answers Milvus's rate-limit status (code 8, error_code 49 RateLimit,
         retriable, reason "request is rejected by grpc RateLimiter middleware, please retry
         later: rate limit exceeded[rate=<rate>]"), admits none of its collections, consumes
-        no script, and its ``Call`` is marked ``throttled``. ``per_collection=False``: one
+        no script, and its ``ReceivedCall`` is marked ``throttled``. ``per_collection=False``: one
         limiter for every Flush of the server, as Milvus 2.3's proxy. An admitted Flush
         counts whatever its script then answers. Each call forgets the limiter's past
         admissions; ``reset()`` turns it off.
@@ -472,21 +472,21 @@ class MilvusTestServer:
     # records
 
     @property
-    def calls(self) -> list[Call]:
+    def calls(self) -> list[ReceivedCall]:
         """Every call since the last ``reset()``, in arrival order (a snapshot)."""
         with self._lock:
             return list(self._calls)
 
     @property
-    def flush_calls(self) -> list[Call]:
+    def flush_calls(self) -> list[ReceivedCall]:
         return [call for call in self.calls if call.method == FLUSH]
 
     @property
-    def flush_state_calls(self) -> list[Call]:
+    def flush_state_calls(self) -> list[ReceivedCall]:
         return [call for call in self.calls if call.method == FLUSH_STATE]
 
     @property
-    def throttled_calls(self) -> list[Call]:
+    def throttled_calls(self) -> list[ReceivedCall]:
         """The Flush calls ``limit_flush_rate``'s limiter answered "rate limit exceeded"."""
         return [call for call in self.calls if call.throttled]
 
@@ -504,7 +504,7 @@ class MilvusTestServer:
         with self._changed:
             return self._changed.wait_for(predicate, timeout)
 
-    def _record(self, method: str, request: Any, context: grpc.ServicerContext) -> Call:
+    def _record(self, method: str, request: Any, context: grpc.ServicerContext) -> ReceivedCall:
         call = _new_call(method, request, context)
         with self._changed:
             self._calls.append(call)
@@ -556,7 +556,7 @@ class MilvusTestServer:
         method: str,
         request: Any,
         context: grpc.ServicerContext,
-        call: Call,
+        call: ReceivedCall,
     ) -> Any:
         if isinstance(behaviour, Delay | Hang):
             seconds = behaviour.seconds if isinstance(behaviour, Delay) else None
@@ -574,7 +574,7 @@ class MilvusTestServer:
             threading.Thread(target=self.restart, name="test-server-restart").start()
             self._wait(None, context)
             context.abort(grpc.StatusCode.UNAVAILABLE, "the test server closed the connection")
-        if isinstance(behaviour, Status):
+        if isinstance(behaviour, StatusAnswer):
             if method == FLUSH:
                 return milvus_pb2.FlushResponse(status=_status_pb(behaviour))
             return milvus_pb2.GetFlushStateResponse(status=_status_pb(behaviour))
@@ -602,7 +602,7 @@ class MilvusTestServer:
             with self._lock:
                 self._waiters.discard(woken)
 
-    def _cancelled(self, call: Call, context: grpc.ServicerContext) -> None:
+    def _cancelled(self, call: ReceivedCall, context: grpc.ServicerContext) -> None:
         """Record that the client went before an answer, and end the handler."""
         with self._changed:
             call.cancelled = True
@@ -610,8 +610,8 @@ class MilvusTestServer:
         context.abort(grpc.StatusCode.CANCELLED, "the client went before the answer")
 
 
-def _new_call(method: str, request: Any, context: grpc.ServicerContext) -> Call:
-    return Call(
+def _new_call(method: str, request: Any, context: grpc.ServicerContext) -> ReceivedCall:
+    return ReceivedCall(
         method=method,
         request=request,
         metadata=_metadata(context),

@@ -29,7 +29,7 @@ from .._chain import Flow
 from .._exceptions import FlushError
 from .._models import FlushRequest, FlushResult
 from .._version import __version__
-from .tracing import error_attributes, request_attributes
+from ._tracing import error_attributes, request_attributes
 
 #: The advisory bucket boundaries of ``db.client.operation.duration``, in seconds.
 BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10)

@@ -19,8 +19,8 @@ from opentelemetry import trace
 
 from .._chain import Flow
 from .._exceptions import FlushError
-from .._logger import DefaultLogger
 from .._models import FlushRequest, FlushResult, Pause
+from ._default_logger import DefaultLogger
 
 
 @dataclass(frozen=True, slots=True)

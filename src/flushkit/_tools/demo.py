@@ -19,12 +19,11 @@ from typing import Any
 
 import anyio
 
-from ._async import AsyncFlusher
-from ._blocking import Flusher
-from ._chain import Middleware
-from ._exceptions import FlushError
-from ._middleware import LoggingMiddleware, TracingMiddleware, default_middleware
-from ._models import FlushResult
+from .._chain import Middleware
+from .._client import AsyncFlusher, Flusher
+from .._exceptions import FlushError
+from .._models import FlushResult
+from ..middleware import LoggingMiddleware, TracingMiddleware, default_middleware
 
 _PRINTING = (LoggingMiddleware, TracingMiddleware)
 
@@ -50,7 +49,7 @@ def _milvus(use_server: bool) -> Iterator[tuple[Any, str]]:
     from pymilvus import MilvusClient
 
     if use_server:
-        from ._standalone import standalone
+        from .standalone import standalone
 
         base = Path(tempfile.mkdtemp(prefix="flushkit-demo-"))
         try:

@@ -37,13 +37,13 @@ from urllib.parse import urlparse
 
 import structlog
 
-from . import _exceptions as errors
-from ._bench import add_arguments as add_bench_arguments
-from ._bench import bench_command, check_at_least_one, check_directory_is_writable
-from ._bench import check_arguments as check_bench_arguments
-from ._blocking import Flusher
-from ._models import FlushResult
-from ._validation import collection_names_of, db_name_of, timeout_of
+from .. import _exceptions as errors
+from .._client import Flusher
+from .._models import FlushResult
+from .._validation import collection_names_of, db_name_of, timeout_of
+from .bench import add_arguments as add_bench_arguments
+from .bench import bench_command, check_at_least_one, check_directory_is_writable
+from .bench import check_arguments as check_bench_arguments
 
 EXIT_CODES: dict[type[errors.FlushError], int] = {
     errors.FlushTimeoutError: 3,
@@ -367,6 +367,6 @@ def _bench_with(args: argparse.Namespace, client: Any) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ._demo import run_demo
+    from .demo import run_demo
 
     return run_demo(use_server=args.server, rows=args.rows)

@@ -37,8 +37,8 @@ from typing import Any
 
 from .._chain import Flow
 from .._exceptions import FlushError
-from .._logger import DefaultLogger
 from .._models import FlushRequest, FlushResult
+from ._default_logger import DefaultLogger
 
 
 class LoggingMiddleware:

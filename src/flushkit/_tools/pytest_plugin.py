@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from . import _lanes
-from .testing import MilvusTestServer
+from .. import _lanes
+from ..testing import MilvusTestServer
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,8 @@ A blocking gRPC channel answers its futures on one thread of its own, which gRPC
 when the channel has no future in flight and a new one begins, and which exits when the
 last future in flight ends. The async facade and the shared rounds of coalescing run
 every RPC as a future, so a caller flushing again and again (one call at a time) would
-start a new thread for every call: 100 to 200 us in the caller's path on this project's
-machine (Milvus Lite), since ``Thread.start()`` waits for the new thread to run.
+start a new thread for every call, in the caller's path, since ``Thread.start()`` waits
+for the new thread to run (what that costs: ``docs/benchmarks.md``).
 
 :class:`ChannelFutures` counts a channel's flushkit futures in flight. When the last one
 ends, its done-callback (which runs on gRPC's thread) lingers for at most :data:`LINGER`

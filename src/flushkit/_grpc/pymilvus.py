@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from ._exceptions import ClientClosedError
+from .._exceptions import ClientClosedError
 
 __all__ = ["AsyncMilvusConnection", "MilvusConnection", "is_async_client"]
 

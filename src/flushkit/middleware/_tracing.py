@@ -144,8 +144,7 @@ def _attributes(
 def error_attributes(exc: Exception) -> dict[str, str]:
     """``error.type`` and ``db.response.status_code`` of a failed flush."""
     cls = type(exc)
-    module = "flushkit" if isinstance(exc, FlushError) else cls.__module__
-    attributes = {"error.type": f"{module}.{cls.__qualname__}"}
+    attributes = {"error.type": f"{cls.__module__}.{cls.__qualname__}"}
     if isinstance(exc, FlushError):
         code = exc.code if exc.code is not None else exc.grpc_code
         if code is not None:

@@ -36,18 +36,18 @@ import anyio
 import grpc
 from pymilvus.grpc_gen import milvus_pb2
 
-from ._completion_thread import ChannelFutures, futures_of
-from ._effects import FLUSH, GET_FLUSH_STATE, LIST_DATABASES, Await, Call, Start
-from ._exceptions import (
+from .._effects import FLUSH, GET_FLUSH_STATE, LIST_DATABASES, Await, Call, Start
+from .._exceptions import (
     FlushError,
     ServiceUnavailableError,
     describe,
     error_from_rpc,
     timeout_error,
 )
-from ._models import FlushRequest
-from ._pymilvus import AsyncMilvusConnection, MilvusConnection, is_async_client
-from ._wakeups import threadsafe_setter
+from .._models import FlushRequest
+from .completion_thread import ChannelFutures, futures_of
+from .pymilvus import AsyncMilvusConnection, MilvusConnection, is_async_client
+from .wakeups import threadsafe_setter
 
 __all__ = ["AioTransport", "Transport", "transport_for"]
 
@@ -252,10 +252,22 @@ class AioTransport(Transport):
         return await _await_async(effect)
 
     async def _bridge(self, call: Call, timeout: float | None) -> Any:
-        """The grpc.aio call, awaited: cancelling the caller (its cancel scope, its task)
-        cancels the RPC on the server."""
+        """The grpc.aio call, waited for through a future of the loop's own: cancelling
+        the caller (its cancel scope, its task) cancels the RPC on the server. (Awaiting
+        the grpc.aio call itself would let the CancelledError grpc.aio raises anew escape
+        anyio's cancel scopes.)"""
         stub = self._ready_stub(call.method) or await self._aio_stub(call)
-        return await stub(call.message, timeout=timeout, metadata=self._metadata(call.request))
+        rpc = stub(call.message, timeout=timeout, metadata=self._metadata(call.request))
+        try:
+            await _ended(rpc)
+        finally:
+            if not rpc.done():  # the caller left: the server sees CANCELLED
+                rpc.cancel()
+                # Let gRPC report the call's end on this loop while it runs: grpc.aio
+                # would otherwise deliver it to a loop closed by then.
+                with anyio.move_on_after(1.0, shield=True):
+                    await _ended(rpc)
+        return await rpc
 
     async def start_async(self, effect: Start) -> Any:
         """Start a shared round's RPC; returns the grpc.aio call (to cancel it)."""
@@ -269,6 +281,18 @@ class AioTransport(Transport):
 
 
 _shared_tasks: set[asyncio.Task[None]] = set()
+
+
+def _ended(rpc: Any) -> asyncio.Future[None]:
+    """A future of the running loop, done once the grpc.aio call ``rpc`` has ended."""
+    ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def end(_: object) -> None:
+        if not ended.done():
+            ended.set_result(None)
+
+    rpc.add_done_callback(end)
+    return ended
 
 
 async def _answer_shared(rpc: Any, effect: Start) -> None:

@@ -1,0 +1,235 @@
+"""The facades: :class:`Flusher` (blocking) and :class:`AsyncFlusher` (asyncio and trio).
+
+Both build the call's :class:`FlushRequest` and walk the one middleware chain
+(:mod:`flushkit._chain`) the same way; they differ only in how they perform what the walk
+asks for: a blocking RPC, ``time.sleep``; or an awaited RPC, ``anyio.sleep``. The RPCs
+themselves are the transport's (:mod:`flushkit._grpc.transport`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Final
+
+import anyio
+
+from ._chain import Chain, Middleware, Steps
+from ._core import flush_flow
+from ._effects import Await, Call, Start
+from ._exceptions import ClientClosedError
+from ._grpc.transport import Transport, transport_for
+from ._lanes import Lanes
+from ._models import FlushRequest, FlushResult, Pause
+from ._validation import collection_names_of, db_name_of, interval_of, timeout_of, wait_of
+from .middleware import default_middleware
+
+__all__ = ["DEFAULT_TIMEOUT", "USE_FLUSHER_DEFAULT", "AsyncFlusher", "Flusher"]
+
+
+class UseFlusherDefault:
+    """The type of :data:`USE_FLUSHER_DEFAULT`."""
+
+    def __repr__(self) -> str:
+        return "USE_FLUSHER_DEFAULT"
+
+
+#: ``flush(timeout=...)``'s default: the flusher's own timeout (``None`` means no limit).
+USE_FLUSHER_DEFAULT: Final = UseFlusherDefault()
+
+#: The flusher-wide default budget of one flush, in seconds.
+DEFAULT_TIMEOUT = 60.0
+
+
+class FlusherBase:
+    """Holds the client's transport and the composed chain; builds requests."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        middleware: Sequence[Middleware] | None = None,
+        flush_interval: float = 0.0,
+    ) -> None:
+        self.timeout = timeout_of(timeout)
+        self.flush_interval = interval_of(flush_interval)
+        self._transport = self._transport_for(client)
+        lanes = Lanes(self._transport.identity, self.flush_interval)
+        self._chain = Chain(
+            default_middleware() if middleware is None else middleware,
+            functools.partial(flush_flow, lanes=lanes),
+        )
+        self._server_address, self._server_port = _split_address(self._transport.connection.address)
+        self._closed = False
+
+    def _request(
+        self, collection_names: Any, db_name: Any, timeout: Any, wait: Any
+    ) -> FlushRequest:
+        if self._closed:
+            raise ClientClosedError(f"{type(self).__name__} is closed")
+        return FlushRequest(
+            collection_names=collection_names_of(collection_names),
+            db_name=db_name_of(db_name, self._transport.connection.db_name),
+            timeout=self.timeout if timeout is USE_FLUSHER_DEFAULT else timeout_of(timeout),
+            wait=wait_of(wait),
+            started=time.monotonic(),
+            server_address=self._server_address,
+            server_port=self._server_port,
+        )
+
+    @staticmethod
+    def _transport_for(client: Any) -> Transport:
+        return Transport(client)
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """The chain, outermost first."""
+        return self._chain.middleware
+
+    def _steps(self, request: FlushRequest) -> Steps[Call | Start | Await | Pause]:
+        return self._chain.steps(request)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self._transport.connection!r}, timeout={self.timeout!r}, "
+            f"flush_interval={self.flush_interval!r}, middleware={list(self.middleware)!r})"
+        )
+
+
+def _split_address(address: str) -> tuple[str | None, int | None]:
+    """``server.address`` and ``server.port`` from "host:port", "[v6]:port" or "unix:path"."""
+    if address.startswith("unix:"):
+        return address[5:], None
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return address or None, None
+    return host.strip("[]"), int(port)
+
+
+class Flusher(FlusherBase):
+    """Flushes Milvus collections through the middleware chain, blocking.
+
+    ``Flusher(client, timeout=60.0, middleware=None, flush_interval=0.0)``: ``client`` is
+    a pymilvus ``MilvusClient``, whose connection flushkit uses; ``timeout`` the default
+    budget of each flush in seconds (``None``: no limit); ``middleware`` the chain,
+    outermost first (``None``: :func:`default_middleware`); ``flush_interval`` the least
+    time between two Flushes of one collection the server admits (its
+    ``quotaAndLimits.flushRate.collection.max`` is ``1 / flush_interval``; 0: learn it
+    from the server's first throttled answer). Thread-safe: share one per client.
+    """
+
+    def flush(
+        self,
+        collection_names: str | Sequence[str],
+        *,
+        db_name: str | None = None,
+        timeout: float | UseFlusherDefault | None = USE_FLUSHER_DEFAULT,
+        wait: bool = False,
+    ) -> FlushResult:
+        """Flush ``collection_names`` (one name or several) and return what Milvus said.
+
+        ``db_name`` overrides the client's database for this call; ``timeout`` is the
+        budget of the whole call in seconds (``None``: no limit); ``wait=True`` also waits
+        until the sealed segments are persisted. Raises :class:`FlushError` subclasses,
+        and ``ValueError`` or ``TypeError`` for bad arguments before any RPC.
+        """
+        steps = self._steps(self._request(collection_names, db_name, timeout, wait))
+        for effect in steps:
+            try:
+                steps.send(self._perform(effect))
+            except BaseException as exc:  # thrown into the chain, cancellation included
+                steps.throw(exc)
+        return steps.result
+
+    def _perform(self, effect: Call | Start | Await | Pause) -> Any:
+        if isinstance(effect, Pause):
+            return time.sleep(effect.seconds)
+        return self._transport.perform(effect)
+
+    def close(self) -> None:
+        """Refuse further flushes. The MilvusClient stays open: it is the caller's."""
+        self._closed = True
+
+    def __enter__(self) -> Flusher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncFlusher(FlusherBase):
+    """Flushes Milvus collections through the middleware chain, under asyncio or trio.
+
+    Takes the same arguments as :class:`Flusher`. ``client`` is a pymilvus
+    ``AsyncMilvusClient`` (asyncio: its RPCs run on the client's own grpc.aio channel) or
+    a blocking ``MilvusClient`` (asyncio and trio: its RPCs run as gRPC futures on the
+    client's channel). Either way an in-flight flush holds no thread and never blocks the
+    event loop, and cancelling the calling task cancels the RPC on the server. Also an
+    async context manager.
+    """
+
+    _transport_for = staticmethod(transport_for)
+
+    async def flush(
+        self,
+        collection_names: str | Sequence[str],
+        *,
+        db_name: str | None = None,
+        timeout: float | UseFlusherDefault | None = USE_FLUSHER_DEFAULT,
+        wait: bool = False,
+    ) -> FlushResult:
+        """Flush ``collection_names``; the same contract as :meth:`Flusher.flush`.
+
+        The budget also ends where the caller's own cancel scope does: the RPC gets that
+        deadline, and the scope's cancellation propagates as the runtime's own.
+        """
+        if self._transport.asyncio_only and not _in_asyncio():
+            raise TypeError(
+                "an AsyncMilvusClient runs on grpc.aio, which works under asyncio only; "
+                "under trio give AsyncFlusher a blocking pymilvus MilvusClient"
+            )
+        steps = self._steps(self._request(collection_names, db_name, timeout, wait))
+        for effect in steps:
+            try:
+                steps.send(await self._perform(effect))
+            except BaseException as exc:  # thrown into the chain, cancellation included
+                steps.throw(exc)
+        return steps.result
+
+    async def _perform(self, effect: Call | Start | Await | Pause) -> Any:
+        if isinstance(effect, Pause):
+            return await anyio.sleep(effect.seconds)
+        return await self._transport.perform_async(effect)
+
+    async def aclose(self) -> None:
+        """Refuse further flushes. The MilvusClient stays open: it is the caller's."""
+        self._closed = True
+
+    async def __aenter__(self) -> AsyncFlusher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _in_asyncio() -> bool:
+    """Whether the caller runs in an asyncio event loop (not trio)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
