@@ -63,13 +63,8 @@ class LoggingMiddleware:
         try:
             result: FlushResult = yield request
         except Exception as exc:
-            if debug and isinstance(exc, FlushError) and (exc.paced or exc.throttled):
-                logger.debug(
-                    "flushkit.flush.paced",
-                    **_request_fields(request),
-                    paced_s=exc.paced,
-                    throttled=exc.throttled,
-                )
+            if debug and isinstance(exc, FlushError):
+                _log_paced(logger, request, exc.paced, exc.throttled)
             logger.warning(
                 "flushkit.flush.failed",
                 **_request_fields(request),
@@ -89,13 +84,7 @@ class LoggingMiddleware:
             raise
         if not debug:
             return result
-        if result.paced or result.throttled:
-            logger.debug(
-                "flushkit.flush.paced",
-                **_request_fields(request),
-                paced_s=result.paced,
-                throttled=result.throttled,
-            )
+        _log_paced(logger, request, result.paced, result.throttled)
         logger.debug(
             "flushkit.flush.succeeded",
             **_request_fields(request),
@@ -110,6 +99,14 @@ class LoggingMiddleware:
 
     def __repr__(self) -> str:
         return f"LoggingMiddleware(logger={self.logger!r})"
+
+
+def _log_paced(logger: Any, request: FlushRequest, paced: float, throttled: int) -> None:
+    """The debug event of a call that waited for its collection's slot or was throttled."""
+    if paced or throttled:
+        logger.debug(
+            "flushkit.flush.paced", **_request_fields(request), paced_s=paced, throttled=throttled
+        )
 
 
 def _request_fields(request: FlushRequest) -> dict[str, Any]:
