@@ -90,6 +90,8 @@ def _flush_all(request: FlushRequest, plan: Plan) -> Generator[Any, Any, None]:
                     continue
                 raise
             plan.answered(step.tickets, response, None)
+            if plan.all_answered():  # the usual end: no need to ask the lanes again
+                return
         elif isinstance(step, Share):
             call = Call(FLUSH, _flush_message(step.request), step.request)
             try:

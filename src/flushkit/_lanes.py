@@ -189,6 +189,14 @@ class Plan:
                 return None
         return Sleep(until, paced)
 
+    def all_answered(self) -> bool:
+        """Whether every collection of the call has its answer (a ticket, once answered,
+        stays so: no lock needed)."""
+        for ticket in self.tickets:
+            if ticket.round is not None:
+                return False
+        return True
+
     def answered(
         self, tickets: tuple[Ticket, ...], response: Any, error: BaseException | None
     ) -> None:

@@ -279,8 +279,7 @@ class _Servicer(milvus_pb2_grpc.MilvusServiceServicer):  # type: ignore[misc]
         self._identifiers = itertools.count(1)
 
     def Connect(self, request: Any, context: grpc.ServicerContext) -> Any:
-        call = self._fake._record("Connect", request, context)
-        call.ended = time.monotonic()
+        self._fake._record_answered("Connect", request, context)
         return milvus_pb2.ConnectResponse(
             status=common_pb2.Status(),
             identifier=next(self._identifiers),  # a session id; pymilvus sends it back
@@ -294,24 +293,21 @@ class _Servicer(milvus_pb2_grpc.MilvusServiceServicer):  # type: ignore[misc]
         )
 
     def GetVersion(self, request: Any, context: grpc.ServicerContext) -> Any:
-        call = self._fake._record("GetVersion", request, context)
-        call.ended = time.monotonic()
+        self._fake._record_answered("GetVersion", request, context)
         return milvus_pb2.GetVersionResponse(
             status=common_pb2.Status(), version=MilvusTestServer.VERSION
         )
 
     def ListDatabases(self, request: Any, context: grpc.ServicerContext) -> Any:
         """"default", and the databases named with ``server.databases(...)``."""
-        call = self._fake._record("ListDatabases", request, context)
-        call.ended = time.monotonic()
+        self._fake._record_answered("ListDatabases", request, context)
         with self._fake._lock:
             names = ["default", *sorted(self._fake._databases)]
         return milvus_pb2.ListDatabasesResponse(status=common_pb2.Status(), db_names=names)
 
     def DescribeDatabase(self, request: Any, context: grpc.ServicerContext) -> Any:
         """Every database exists (``MilvusClient.use_database`` asks first)."""
-        call = self._fake._record("DescribeDatabase", request, context)
-        call.ended = time.monotonic()
+        self._fake._record_answered("DescribeDatabase", request, context)
         return milvus_pb2.DescribeDatabaseResponse(
             status=common_pb2.Status(), db_name=request.db_name
         )
@@ -504,12 +500,13 @@ class MilvusTestServer:
         with self._changed:
             return self._changed.wait_for(predicate, timeout)
 
-    def _record(self, method: str, request: Any, context: grpc.ServicerContext) -> ReceivedCall:
+    def _record_answered(self, method: str, request: Any, context: grpc.ServicerContext) -> None:
+        """Record a call the server answers at once."""
         call = _new_call(method, request, context)
+        call.ended = call.started
         with self._changed:
             self._calls.append(call)
             self._changed.notify_all()
-        return call
 
     # serving
 
