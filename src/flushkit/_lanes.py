@@ -192,10 +192,7 @@ class Plan:
     def all_answered(self) -> bool:
         """Whether every collection of the call has its answer (a ticket, once answered,
         stays so: no lock needed)."""
-        for ticket in self.tickets:
-            if ticket.round is not None:
-                return False
-        return True
+        return all(ticket.round is None for ticket in self.tickets)
 
     def answered(
         self, tickets: tuple[Ticket, ...], response: Any, error: BaseException | None
