@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -149,7 +149,7 @@ _RESULT_FIELDS = dataclasses.fields(FlushResult)
 
 
 def _plain(value: Any) -> Any:
-    return dict(value) if isinstance(value, MappingProxyType) else value
+    return dict(value) if isinstance(value, MappingProxyType | _ProtoMap) else value
 
 
 def _rebuild_result(*values: Any) -> FlushResult:
@@ -164,8 +164,8 @@ def result_from_proto(
     return FlushResult(
         coll_segIDs=_segments(response.coll_segIDs),
         flush_coll_segIDs=_segments(response.flush_coll_segIDs),
-        coll_seal_times=_frozen(response.coll_seal_times),
-        coll_flush_ts=_frozen(response.coll_flush_ts),
+        coll_seal_times=_numbers(response.coll_seal_times),
+        coll_flush_ts=_numbers(response.coll_flush_ts),
         db_name=response.db_name or request.db_name,
         status=status,
         elapsed=_elapsed(request),
@@ -202,9 +202,51 @@ def _union(mappings: Iterable[Mapping[str, Any]]) -> Mapping[str, Any]:
 
 
 def _segments(segments: Any) -> Mapping[str, tuple[int, ...]]:
-    if not segments:
-        return _EMPTY
-    return MappingProxyType({name: tuple(ids.data) for name, ids in segments.items()})
+    return _ProtoMap(segments, _ids) if segments else _EMPTY
+
+
+def _numbers(numbers: Any) -> Mapping[str, int]:
+    return _ProtoMap(numbers, None) if numbers else _EMPTY
+
+
+def _ids(ids: Any) -> tuple[int, ...]:
+    return tuple(ids.data)
+
+
+class _ProtoMap(Mapping[str, Any]):
+    """A read-only mapping of a response's map field, converted at its first use: most
+    callers never read the segment IDs, and converting a protobuf map costs more than
+    the rest of building the result."""
+
+    __slots__ = ("_convert", "_converted", "_source")
+
+    def __init__(self, source: Any, convert: Any) -> None:
+        self._source = source
+        self._convert = convert
+        self._converted: dict[str, Any] | None = None
+
+    def _dict(self) -> dict[str, Any]:
+        converted = self._converted
+        if converted is None:  # two threads may both convert: the same dict either way
+            convert = self._convert
+            if convert is None:
+                converted = dict(self._source)
+            else:
+                converted = {name: convert(value) for name, value in self._source.items()}
+            self._converted = converted
+        return converted
+
+    def __getitem__(self, name: str) -> Any:
+        return self._dict()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
+
+    def __repr__(self) -> str:
+        return repr(self._dict())
 
 
 def _elapsed(request: FlushRequest) -> float:

@@ -1,0 +1,71 @@
+"""FlushResult built from a FlushResponse: read-only mappings that behave as dicts, equal,
+picklable, converted once."""
+
+from __future__ import annotations
+
+import pickle
+import time
+
+import pytest
+from pymilvus.grpc_gen import milvus_pb2
+
+from flushkit import FlushRequest, FlushResult, Status
+from flushkit._models import merged_result, result_from_proto
+
+
+def _response() -> milvus_pb2.FlushResponse:
+    response = milvus_pb2.FlushResponse(db_name="default")
+    response.coll_segIDs["a"].data.extend([1, 2])
+    response.flush_coll_segIDs["a"].data.extend([0])
+    response.coll_seal_times["a"] = 1_700_000_000
+    response.coll_flush_ts["a"] = 449_000_000_000_000_000
+    return response
+
+
+def _result(names: tuple[str, ...] = ("a",), response=None) -> FlushResult:
+    request = FlushRequest(names, "default", None, False, time.monotonic())
+    return result_from_proto(response or _response(), request, Status(), persisted=False)
+
+
+def test_mappings_read_as_the_response_said():
+    result = _result()
+    assert result.coll_segIDs == {"a": (1, 2)}
+    assert result.flush_coll_segIDs == {"a": (0,)}
+    assert result.coll_seal_times == {"a": 1_700_000_000}
+    assert result.coll_flush_ts == {"a": 449_000_000_000_000_000}
+    assert dict(result.coll_segIDs) == {"a": (1, 2)} and list(result.coll_segIDs) == ["a"]
+    assert len(result.coll_segIDs) == 1 and "a" in result.coll_segIDs
+    assert result.coll_segIDs.get("b") is None
+    assert repr(result.coll_segIDs) == "{'a': (1, 2)}"
+
+
+def test_mappings_are_read_only_and_detached_from_later_changes():
+    response = _response()
+    result = _result(response=response)
+    with pytest.raises(TypeError):
+        result.coll_segIDs["b"] = (3,)  # type: ignore[index]
+    assert result.coll_segIDs == {"a": (1, 2)}  # converted now
+    response.coll_segIDs["a"].data.append(9)
+    assert result.coll_segIDs["a"] == (1, 2)
+
+
+def test_empty_maps_are_empty():
+    result = _result(response=milvus_pb2.FlushResponse(db_name="default"))
+    assert result.coll_segIDs == {} and not result.coll_seal_times
+
+
+def test_results_compare_equal_and_pickle():
+    result = _result()
+    again = pickle.loads(pickle.dumps(result))
+    assert again == result
+    assert again.coll_segIDs == {"a": (1, 2)}
+    assert pickle.loads(pickle.dumps(again)) == again
+
+
+def test_merged_results_join_the_mappings():
+    second = _response()
+    second.coll_segIDs["b"].data.extend([7])
+    del second.coll_segIDs["a"]
+    request = FlushRequest(("a", "b"), "default", None, False, time.monotonic())
+    merged = merged_result(request, [_result(), _result(("b",), second)])
+    assert merged.coll_segIDs == {"a": (1, 2), "b": (7,)}
