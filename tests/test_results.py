@@ -3,6 +3,7 @@ picklable, converted once."""
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import time
 
@@ -69,3 +70,20 @@ def test_merged_results_join_the_mappings():
     request = FlushRequest(("a", "b"), "default", None, False, time.monotonic())
     merged = merged_result(request, [_result(), _result(("b",), second)])
     assert merged.coll_segIDs == {"a": (1, 2), "b": (7,)}
+
+
+def test_request_replace_changes_each_field_and_only_it():
+    request = FlushRequest(("a",), "default", 5.0, False, 1.0, 2.0, "host", 19530, False, None)
+    names = [field.name for field in dataclasses.fields(FlushRequest)]
+    for name in names:
+        marker = object()
+        copy = request.replace(**{name: marker})
+        assert getattr(copy, name) is marker
+        for other in names:
+            if other != name:
+                assert getattr(copy, other) == getattr(request, other), (name, other)
+    assert request.replace() == request and request.replace() is not request
+    with pytest.raises(TypeError):
+        request.replace(colection_names=("b",))  # type: ignore[call-arg]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.db_name = "other"  # type: ignore[misc]

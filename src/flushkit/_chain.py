@@ -49,13 +49,15 @@ Core = Callable[[FlushRequest], Generator[Effect, Any, FlushResult]]
 class Chain(Generic[Effect]):
     """``middleware`` (outermost first) around ``core``, checked and composed once."""
 
-    __slots__ = ("core", "middleware")
+    __slots__ = ("core", "depth", "middleware")
 
     def __init__(self, middleware: Sequence[Middleware], core: Core[Effect]) -> None:
         for layer in middleware:
             if not callable(layer):
                 raise TypeError(f"middleware must be callable, not {type(layer).__name__}")
         self.middleware = tuple(middleware)
+        #: Where the core runs in a walk's stack of flows.
+        self.depth = len(self.middleware)
         self.core = core
 
     def steps(self, request: FlushRequest) -> Steps[Effect]:
@@ -89,57 +91,73 @@ class Steps(Iterator[Effect | Pause]):
 
     def __next__(self) -> Effect | Pause:
         stack = self._stack
-        core_depth = len(self._chain.middleware)
+        chain = self._chain
+        middleware = chain.middleware
+        core_depth = chain.depth
         while True:
-            if self._request is not None:  # run the rest of the chain at the next depth
-                request, self._request = self._request, None
+            request = self._request
+            if request is not None:  # run the rest of the chain at the next depth
+                self._request = None
                 depth = len(stack)
                 try:
                     if depth == core_depth:
-                        stack.append(self._chain.core(request))
+                        stack.append(chain.core(request))
                     else:
-                        started = self._chain.middleware[depth](request)
+                        started = middleware[depth](request)
                         if type(started) is not GeneratorType and not isinstance(
                             started, Generator
                         ):
-                            raise _not_a_flow(self._chain.middleware[depth], started)
+                            raise _not_a_flow(middleware[depth], started)
                         stack.append(started)
                 except Exception as exc:  # a middleware that failed to start a flow
                     self._throw_below(exc)
             flow = stack[-1]
-            error, self._error = self._error, None
+            error = self._error
             try:
-                step = flow.send(self._answer) if error is None else flow.throw(error)
+                if error is None:
+                    step = flow.send(self._answer)
+                else:
+                    self._error = None
+                    step = flow.throw(error)
             except StopIteration as done:
                 stack.pop()
+                value = done.value
+                depth = len(stack)
+                if depth < core_depth and type(value) is not FlushResult:
+                    try:  # a middleware returned, not the core: it must be a result
+                        value = self._checked(depth, value)
+                    except TypeError as exc:
+                        if not stack:
+                            raise
+                        self._throw_below(exc)
+                        continue
                 if stack:
-                    self._answer = done.value
-                    if len(stack) < core_depth:  # a middleware returned, not the core
-                        try:
-                            self._answer = self._checked(len(stack), done.value)
-                        except TypeError as exc:
-                            self._throw_below(exc)
+                    self._answer = value
                     continue
-                self.result: FlushResult = (
-                    self._checked(0, done.value) if core_depth else done.value
-                )
+                self.result: FlushResult = value
                 raise StopIteration from None
             except BaseException as exc:  # the flow raised: throw it into the one below
                 stack.pop()
                 self._throw_below(exc)
                 continue
             self._answer = None
-            depth = len(stack) - 1
-            if depth == core_depth or isinstance(step, Pause):
+            if type(step) is FlushRequest:
+                if len(stack) <= core_depth:
+                    self._request = step
+                    continue
+            elif isinstance(step, Pause) or len(stack) > core_depth:
                 return step  # type: ignore[no-any-return]
-            if isinstance(step, FlushRequest):
+            elif isinstance(step, FlushRequest):
                 self._request = step
                 continue
+            depth = len(stack) - 1
+            if depth == core_depth:
+                return step  # type: ignore[no-any-return]
             flow.close()
             stack.pop()
             self._throw_below(
                 TypeError(
-                    f"middleware {self._chain.middleware[depth]!r} yielded {step!r}; "
+                    f"middleware {middleware[depth]!r} yielded {step!r}; "
                     "it may yield only a FlushRequest or a Pause"
                 )
             )

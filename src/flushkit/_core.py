@@ -53,13 +53,13 @@ def flush_flow(request: FlushRequest, *, lanes: Lanes) -> Effects:
         yield from _flush_all(request, plan)
         result = yield from _result(request, plan)
     except FlushError as error:
-        error.throttled = sum(ticket.throttled for ticket in plan.tickets)
+        error.throttled = plan.throttled()
         error.paced = plan.paced
         raise
     finally:
         plan.leave()
         _link_senders(request, plan)
-    throttled = sum(ticket.throttled for ticket in plan.tickets)
+    throttled = plan.throttled()
     if throttled or plan.paced:
         return dataclasses.replace(result, throttled=throttled, paced=plan.paced)
     return result
@@ -139,16 +139,17 @@ def _announce_pacing(request: FlushRequest, seconds: float) -> None:
 
 def _result(request: FlushRequest, plan: Plan) -> Generator[Any, Any, FlushResult]:
     """The call's result from its collections' answers, after the wait if it asked."""
-    groups: dict[int, tuple[Any, list[str], bool]] = {}
+    groups: list[tuple[Any, list[str], bool]] = []  # a response, its collections, shared
     for ticket in plan.tickets:
         response = ticket.outcome()
-        group = groups.get(id(response))
-        if group is None:
-            groups[id(response)] = (response, [ticket.name], ticket.coalesced)
+        for group in groups:
+            if group[0] is response:
+                group[1].append(ticket.name)
+                break
         else:
-            group[1].append(ticket.name)
+            groups.append((response, [ticket.name], ticket.coalesced))
     answers = []
-    for response, names, coalesced in groups.values():
+    for response, names, coalesced in groups:
         part = request
         if len(names) < len(request.collection_names):
             part = request.replace(collection_names=tuple(names))

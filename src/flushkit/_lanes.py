@@ -189,6 +189,13 @@ class Plan:
                 return None
         return Sleep(until, paced)
 
+    def throttled(self) -> int:
+        """Throttled answers to Flush RPCs the call sent."""
+        count = 0
+        for ticket in self.tickets:
+            count += ticket.throttled
+        return count
+
     def all_answered(self) -> bool:
         """Whether every collection of the call has its answer (a ticket, once answered,
         stays so: no lock needed)."""

@@ -56,6 +56,12 @@ class Status:
 _OK = Status()
 
 
+#: ``FlushRequest.replace``'s default: keep the field as it is.
+_KEEP: Any = object()
+_new = object.__new__
+_set = object.__setattr__
+
+
 @dataclass(frozen=True, slots=True)
 class FlushRequest:
     """One flush as the middleware chain sees it.
@@ -79,18 +85,44 @@ class FlushRequest:
     coalesce: bool = False
     trace: Trace | None = None
 
-    def replace(self, **changes: Any) -> FlushRequest:
-        """A copy of this request with ``changes`` applied."""
-        copy = object.__new__(FlushRequest)
-        for name in _REQUEST_FIELDS:
-            value = changes.pop(name) if name in changes else getattr(self, name)
-            object.__setattr__(copy, name, value)
-        if changes:
-            raise TypeError(f"FlushRequest has no field {', '.join(sorted(changes))}")
+    def replace(
+        self,
+        *,
+        collection_names: tuple[str, ...] = _KEEP,
+        db_name: str = _KEEP,
+        timeout: float | None = _KEEP,
+        wait: bool = _KEEP,
+        started: float = _KEEP,
+        deadline: float | None = _KEEP,
+        server_address: str | None = _KEEP,
+        server_port: int | None = _KEEP,
+        coalesce: bool = _KEEP,
+        trace: Trace | None = _KEEP,
+    ) -> FlushRequest:
+        """A copy of this request with the fields given changed (on every call's path:
+        written out, it costs a third less than a generic copy)."""
+        copy = _new(FlushRequest)
+        _set(
+            copy,
+            "collection_names",
+            self.collection_names if collection_names is _KEEP else collection_names,
+        )
+        _set(copy, "db_name", self.db_name if db_name is _KEEP else db_name)
+        _set(copy, "timeout", self.timeout if timeout is _KEEP else timeout)
+        _set(copy, "wait", self.wait if wait is _KEEP else wait)
+        _set(copy, "started", self.started if started is _KEEP else started)
+        _set(copy, "deadline", self.deadline if deadline is _KEEP else deadline)
+        _set(
+            copy,
+            "server_address",
+            self.server_address if server_address is _KEEP else server_address,
+        )
+        _set(copy, "server_port", self.server_port if server_port is _KEEP else server_port)
+        _set(copy, "coalesce", self.coalesce if coalesce is _KEEP else coalesce)
+        _set(copy, "trace", self.trace if trace is _KEEP else trace)
         return copy
 
 
-_REQUEST_FIELDS = tuple(field.name for field in dataclasses.fields(FlushRequest))
 
 
 class Trace(NamedTuple):

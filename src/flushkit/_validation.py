@@ -12,9 +12,10 @@ MAX_NAME_LENGTH = 255
 
 def collection_names_of(value: Any) -> tuple[str, ...]:
     """One name or a sequence of names, as a tuple without duplicates (first one wins)."""
-    if isinstance(value, str):
-        names: Sequence[Any] = (value,)
-    elif isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+    if isinstance(value, str):  # the usual call: one name
+        return (check_name("collection name", value),)
+    names: Sequence[Any]
+    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
         names = value
         if not names:
             raise ValueError("collection_names is empty: give at least one collection name")
