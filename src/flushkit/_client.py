@@ -1,9 +1,9 @@
 """The facades: :class:`Flusher` (blocking) and :class:`AsyncFlusher` (asyncio and trio).
 
 Both build the call's :class:`FlushRequest` and walk the one middleware chain
-(:mod:`flushkit._chain`) the same way; they differ only in how they perform what the walk
-asks for: a blocking RPC, ``time.sleep``; or an awaited RPC, ``anyio.sleep``. The RPCs
-themselves are the transport's (:mod:`flushkit._grpc.transport`).
+(:mod:`flushkit._chain`) the same way; they differ only in how they hand what the walk
+asks for to the transport (:mod:`flushkit._grpc.transport`): blocking
+(RPCs, ``time.sleep``) or awaited (RPCs, ``anyio.sleep``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Final
-
-import anyio
 
 from ._chain import Chain, Middleware, Steps
 from ._core import flush_flow
@@ -140,15 +138,10 @@ class Flusher(FlusherBase):
         steps = self._steps(self._request(collection_names, db_name, timeout, wait))
         for effect in steps:
             try:
-                steps.send(self._perform(effect))
+                steps.send(self._transport.perform(effect))
             except BaseException as exc:  # thrown into the chain, cancellation included
                 steps.throw(exc)
         return steps.result
-
-    def _perform(self, effect: Call | Start | Await | Pause) -> Any:
-        if isinstance(effect, Pause):
-            return time.sleep(effect.seconds)
-        return self._transport.perform(effect)
 
     def close(self) -> None:
         """Refuse further flushes. The MilvusClient stays open: it is the caller's."""
@@ -200,15 +193,10 @@ class AsyncFlusher(FlusherBase):
         steps = self._steps(self._request(collection_names, db_name, timeout, wait))
         for effect in steps:
             try:
-                steps.send(await self._perform(effect))
+                steps.send(await self._transport.perform_async(effect))
             except BaseException as exc:  # thrown into the chain, cancellation included
                 steps.throw(exc)
         return steps.result
-
-    async def _perform(self, effect: Call | Start | Await | Pause) -> Any:
-        if isinstance(effect, Pause):
-            return await anyio.sleep(effect.seconds)
-        return await self._transport.perform_async(effect)
 
     async def aclose(self) -> None:
         """Refuse further flushes. The MilvusClient stays open: it is the caller's."""

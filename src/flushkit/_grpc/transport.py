@@ -44,7 +44,7 @@ from .._exceptions import (
     error_from_rpc,
     timeout_error,
 )
-from .._models import FlushRequest
+from .._models import FlushRequest, Pause
 from .completion_thread import ChannelFutures, futures_of
 from .pymilvus import AsyncMilvusConnection, MilvusConnection, is_async_client
 from .wakeups import threadsafe_setter
@@ -118,21 +118,25 @@ class Transport:
         """Which calls may share an RPC: same server, same credentials."""
         return self.connection.identity
 
-    def perform(self, effect: Call | Start | Await) -> Any:
+    def perform(self, effect: Call | Start | Await | Pause) -> Any:
         """Perform an RPC, start a shared one, or wait, blocking."""
         if isinstance(effect, Call):
             return self.call(effect)
         if isinstance(effect, Start):
             return self.start(effect)
-        return _await_blocking(effect)
+        if isinstance(effect, Await):
+            return _await_blocking(effect)
+        return time.sleep(effect.seconds)
 
-    async def perform_async(self, effect: Call | Start | Await) -> Any:
+    async def perform_async(self, effect: Call | Start | Await | Pause) -> Any:
         """Perform an RPC, start a shared one, or wait, without blocking the event loop."""
         if isinstance(effect, Call):
             return await self.call_async(effect)
         if isinstance(effect, Start):
             return self.start(effect)
-        return await _await_async(effect)
+        if isinstance(effect, Await):
+            return await _await_async(effect)
+        return await anyio.sleep(effect.seconds)
 
     def start(self, effect: Start) -> grpc.Future:
         """Start a shared round's RPC and return its gRPC future; ``effect.then`` gets
@@ -167,7 +171,9 @@ class Transport:
         facade relies on the same gRPC deadline).
         """
         own = _remaining(call)
-        scope = anyio.current_effective_deadline() - anyio.current_time()
+        scope = anyio.current_effective_deadline()
+        if scope != math.inf:  # the caller's cancel scope has a deadline: seconds left
+            scope -= anyio.current_time()
         scope_first = scope < (math.inf if own is None else own)
         try:
             return await self._bridge(call, max(scope, 0.0) if scope_first else own)
@@ -241,15 +247,17 @@ class AioTransport(Transport):
             ) from None
         return self._ready_stub(call.method)
 
-    def perform(self, effect: Call | Start | Await) -> Any:
+    def perform(self, effect: Call | Start | Await | Pause) -> Any:
         raise TypeError("an AsyncMilvusClient is for flushkit.AsyncFlusher under asyncio")
 
-    async def perform_async(self, effect: Call | Start | Await) -> Any:
+    async def perform_async(self, effect: Call | Start | Await | Pause) -> Any:
         if isinstance(effect, Call):
             return await self.call_async(effect)
         if isinstance(effect, Start):
             return await self.start_async(effect)
-        return await _await_async(effect)
+        if isinstance(effect, Await):
+            return await _await_async(effect)
+        return await anyio.sleep(effect.seconds)
 
     async def _bridge(self, call: Call, timeout: float | None) -> Any:
         """The grpc.aio call, waited for through a future of the loop's own: cancelling
