@@ -1,5 +1,5 @@
-"""The pymilvus internals flushkit relies on (flushkit/_pymilvus.py). If one of these
-fails, pymilvus changed them: update _pymilvus.py, not this test."""
+"""The pymilvus internals flushkit relies on (flushkit/_grpc/pymilvus.py). If one of these
+fails, pymilvus changed them: update _grpc/pymilvus.py, not this test."""
 
 import grpc
 import pytest

@@ -14,7 +14,7 @@ Two transports:
   (so anyio's thread limiter never caps it), cancelled on the wire with
   ``future.cancel()``. gRPC's completion thread hands the answer back with the loop's
   thread-safe ``call_soon`` (asyncio) or ``run_sync_soon`` (trio), once per burst of
-  answers (:mod:`flushkit._wakeups`); :mod:`flushkit._completion_thread` keeps that thread
+  answers (:mod:`.wakeups`); :mod:`.completion_thread` keeps that thread
   between consecutive calls.
 * :class:`AioTransport`, on an ``AsyncMilvusClient``'s own grpc.aio channel (asyncio
   only): the RPC is awaited directly, with no hop between threads. The client, and so the

@@ -22,7 +22,7 @@ When the flush's span is recording (the tracing middleware, outside this one, wi
 OpenTelemetry SDK), every event also carries ``trace_id`` and ``span_id`` (hex): the
 same IDs as the span and, through propagation, the server's own log lines.
 
-No credential is ever a field. The default logger (:class:`flushkit._logger.DefaultLogger`)
+No credential is ever a field. The default logger (:class:`._default_logger.DefaultLogger`)
 is structlog's ``flushkit`` logger once the application has configured structlog, and
 until then the stdlib logger ``flushkit``, with the event name and the fields as
 ``key=repr(value)`` in the message and the event dict in ``record.flushkit``; the choice
@@ -43,7 +43,7 @@ from ._default_logger import DefaultLogger
 
 class LoggingMiddleware:
     """Logs the outcome of each flush; ``logger`` defaults to flushkit's
-    :class:`~flushkit._logger.DefaultLogger` (structlog if configured, else stdlib
+    :class:`._default_logger.DefaultLogger` (structlog if configured, else stdlib
     ``logging``), any other is called as a structlog logger."""
 
     def __init__(self, logger: Any = None) -> None:
