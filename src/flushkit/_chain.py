@@ -90,14 +90,15 @@ class Steps(Iterator[Effect | Pause]):
         self._answer, self._error = None, error
 
     def __next__(self) -> Effect | Pause:
+        # On every call's path: the walk's state lives in locals until it returns.
         stack = self._stack
         chain = self._chain
         middleware = chain.middleware
         core_depth = chain.depth
+        request, answer, error = self._request, self._answer, self._error
+        self._request = self._answer = self._error = None
         while True:
-            request = self._request
             if request is not None:  # run the rest of the chain at the next depth
-                self._request = None
                 depth = len(stack)
                 try:
                     if depth == core_depth:
@@ -110,15 +111,17 @@ class Steps(Iterator[Effect | Pause]):
                             raise _not_a_flow(middleware[depth], started)
                         stack.append(started)
                 except Exception as exc:  # a middleware that failed to start a flow
-                    self._throw_below(exc)
+                    if not stack:
+                        raise
+                    answer, error = None, exc
+                request = None
             flow = stack[-1]
-            error = self._error
             try:
                 if error is None:
-                    step = flow.send(self._answer)
+                    step = flow.send(answer)
                 else:
-                    self._error = None
-                    step = flow.throw(error)
+                    thrown, error = error, None
+                    step = flow.throw(thrown)
             except StopIteration as done:
                 stack.pop()
                 value = done.value
@@ -129,44 +132,38 @@ class Steps(Iterator[Effect | Pause]):
                     except TypeError as exc:
                         if not stack:
                             raise
-                        self._throw_below(exc)
+                        answer, error = None, exc
                         continue
                 if stack:
-                    self._answer = value
+                    answer = value
                     continue
                 self.result: FlushResult = value
                 raise StopIteration from None
             except BaseException as exc:  # the flow raised: throw it into the one below
                 stack.pop()
-                self._throw_below(exc)
+                if not stack:
+                    raise
+                answer, error = None, exc
                 continue
-            self._answer = None
-            if type(step) is FlushRequest:
-                if len(stack) <= core_depth:
-                    self._request = step
-                    continue
-            elif isinstance(step, Pause) or len(stack) > core_depth:
-                return step  # type: ignore[no-any-return]
-            elif isinstance(step, FlushRequest):
-                self._request = step
-                continue
+            answer = None
             depth = len(stack) - 1
-            if depth == core_depth:
+            if depth < core_depth and type(step) is FlushRequest:
+                request = step
+                continue
+            if depth == core_depth or isinstance(step, Pause):
                 return step  # type: ignore[no-any-return]
+            if isinstance(step, FlushRequest):
+                request = step
+                continue
             flow.close()
             stack.pop()
-            self._throw_below(
-                TypeError(
-                    f"middleware {middleware[depth]!r} yielded {step!r}; "
-                    "it may yield only a FlushRequest or a Pause"
-                )
+            wrong = TypeError(
+                f"middleware {middleware[depth]!r} yielded {step!r}; "
+                "it may yield only a FlushRequest or a Pause"
             )
-
-    def _throw_below(self, error: BaseException) -> None:
-        """Throw ``error`` into the flow now on top, or out of the walk if none is left."""
-        if not self._stack:
-            raise error
-        self._answer, self._error = None, error
+            if not stack:
+                raise wrong
+            answer, error = None, wrong
 
     def _checked(self, depth: int, value: Any) -> FlushResult:
         if not isinstance(value, FlushResult):
