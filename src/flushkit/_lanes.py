@@ -102,7 +102,10 @@ class Lanes:
                 if self.interval:
                     lane.pace.seed(self.interval)
                 tickets.append(Ticket(lane, name, request, bell))
-        return Plan(request, tickets, bell)
+            plan = Plan(request, tickets, bell)
+            if len(tickets) == 1:  # the usual call: one collection, often an idle lane
+                plan.first = _lead_at_once(tickets[0], request.deadline)
+        return plan
 
 
 class Lead(NamedTuple):
@@ -142,7 +145,7 @@ Step = Lead | Share | Refuse | Sleep | None
 class Plan:
     """One call's tickets, and what the call should do next (``None``: all answered)."""
 
-    __slots__ = ("bell", "paced", "request", "tickets")
+    __slots__ = ("bell", "first", "paced", "request", "tickets")
 
     def __init__(self, request: FlushRequest, tickets: list[Ticket], bell: Bell) -> None:
         self.request = request
@@ -150,8 +153,14 @@ class Plan:
         self.bell = bell
         #: Seconds the call has waited for its collections' slots.
         self.paced = 0.0
+        #: The first step, decided when the plan was made (a lone call on an idle lane).
+        self.first: Lead | None = None
 
     def next(self, now: float) -> Step:
+        first = self.first
+        if first is not None:
+            self.first = None
+            return first
         deadline = self.request.deadline
         lead: list[Ticket] = []
         until: float | None = None
@@ -236,6 +245,12 @@ class Plan:
         futures = []
         with _lock:
             now = time.monotonic()
+            if self.first is not None:  # decided, never sent: the lane is not in flight
+                self.first = None
+                for ticket in self.tickets:
+                    if ticket.round is not None and ticket.round.sent:
+                        ticket.round.sent = False
+                        ticket.lane.in_flight -= 1
             for ticket in self.tickets:
                 round_, ticket.round = ticket.round, None
                 lane = ticket.lane
@@ -357,6 +372,22 @@ class _Round:
         self.started = now
         lane.in_flight += 1
         lane.newest_start = now
+
+
+def _lead_at_once(ticket: Ticket, deadline: float | None) -> Lead | None:
+    """The step :meth:`Plan.next` would take at once for a call's only ticket when its
+    lane lets it send its own Flush now (under the lock); None otherwise."""
+    round_ = ticket.round
+    assert round_ is not None
+    lane = round_.lane
+    now = time.monotonic()
+    slot = lane.pace.slot
+    if slot > now or (deadline is not None and slot > deadline) or len(round_.members) != 1:
+        return None
+    if lane.in_flight and not round_.private:
+        return None  # queued behind the lane's Flush in flight: Plan.next decides
+    round_.send(ticket, now)
+    return Lead((ticket,), (ticket.name,))
 
 
 def _shared_request(round_: _Round, now: float) -> FlushRequest:
