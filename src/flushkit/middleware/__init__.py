@@ -5,15 +5,13 @@ generator (a *flow*): ``result = yield request`` runs the rest of the chain, ``y
 Pause(seconds)`` sleeps, and the flow returns the :class:`~flushkit.FlushResult` (see
 :class:`Middleware`). Each default middleware lives in a module of its own here:
 
-=====================  =========================================================
-``TracingMiddleware``  an OpenTelemetry span per flush (database client conventions)
-``MetricsMiddleware``  OpenTelemetry duration histogram and counters
-``LoggingMiddleware``  one structured event per flush (structlog or stdlib logging)
-``TimeoutMiddleware``  turns the flush's timeout into one deadline for all its RPCs
-``RetryMiddleware``    retries what is retryable within that deadline (``RetryPolicy``)
-``StatusMiddleware``   raises the typed :class:`~flushkit.FlushError` of a failed status
-``CoalescingMiddleware``  lets concurrent flushes of a collection share Flush RPCs
-=====================  =========================================================
+* ``TracingMiddleware``: an OpenTelemetry span per flush (database client conventions);
+* ``MetricsMiddleware``: OpenTelemetry duration histogram and counters;
+* ``LoggingMiddleware``: one structured event per flush (structlog or stdlib logging);
+* ``TimeoutMiddleware``: turns the flush's timeout into one deadline for all its RPCs;
+* ``RetryMiddleware``: retries what is retryable within that deadline (``RetryPolicy``);
+* ``StatusMiddleware``: raises the typed :class:`~flushkit.FlushError` of a failed status;
+* ``CoalescingMiddleware``: lets concurrent flushes of a collection share Flush RPCs.
 
 :func:`default_middleware` returns them in that order, outermost first. Every name here is
 also importable from ``flushkit`` itself.
