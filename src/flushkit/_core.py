@@ -30,7 +30,7 @@ from ._exceptions import (
     rate_limited_error,
     timeout_error,
 )
-from ._lanes import Lanes, Lead, Plan, Refuse, Share, answered
+from ._lanes import Lanes, Lead, Plan, Refuse, Share, Ticket, answered
 from ._models import FlushRequest, FlushResult, Pause, Status, merged_result, result_from_proto
 
 __all__ = ["flush_flow", "poll_pause", "wait_until_persisted"]
@@ -50,8 +50,22 @@ def flush_flow(request: FlushRequest, *, lanes: Lanes) -> Effects:
     """Flush ``request``'s collections, each when its lane lets it go."""
     plan = lanes.plan(request)
     try:
-        yield from _flush_all(request, plan)
-        result = yield from _result(request, plan)
+        lead = plan.first
+        if lead is not None:  # the usual call: its own Flush at once, then likely done
+            plan.first = None
+            try:
+                response = yield Call(FLUSH, _flush_message(request), request)
+            except BaseException as exc:
+                _own_flush_failed(plan, lead, exc)
+            else:
+                plan.answered(lead.tickets, response, None)
+        if not plan.all_answered():
+            yield from _flush_all(request, plan)
+        answers = _answers(request, plan)
+        if request.wait or _may_name_a_missing_database(request, answers):
+            result = yield from _result(request, answers)
+        else:
+            result = _result_of(request, answers)
     except FlushError as error:
         error.throttled = plan.throttled()
         error.paced = plan.paced
@@ -63,6 +77,15 @@ def flush_flow(request: FlushRequest, *, lanes: Lanes) -> Effects:
     if throttled or plan.paced:
         return dataclasses.replace(result, throttled=throttled, paced=plan.paced)
     return result
+
+
+def _own_flush_failed(plan: Plan, lead: Lead, exc: BaseException) -> None:
+    """The call's own Flush for ``lead`` raised ``exc``: raises it again unless the
+    server throttled it (gRPC RESOURCE_EXHAUSTED), in which case the call tries again at
+    the next slot."""
+    plan.answered(lead.tickets, None, exc if isinstance(exc, Exception) else None)
+    if not isinstance(exc, RateLimitedError):
+        raise exc
 
 
 def _flush_all(request: FlushRequest, plan: Plan) -> Generator[Any, Any, None]:
@@ -85,10 +108,8 @@ def _flush_all(request: FlushRequest, plan: Plan) -> Generator[Any, Any, None]:
             try:
                 response = yield Call(FLUSH, _flush_message(led), led)
             except BaseException as exc:
-                plan.answered(step.tickets, None, exc if isinstance(exc, Exception) else None)
-                if isinstance(exc, RateLimitedError):  # RESOURCE_EXHAUSTED: wait, try again
-                    continue
-                raise
+                _own_flush_failed(plan, step, exc)
+                continue
             plan.answered(step.tickets, response, None)
             if plan.all_answered():  # the usual end: no need to ask the lanes again
                 return
@@ -137,43 +158,79 @@ def _announce_pacing(request: FlushRequest, seconds: float) -> None:
         request.trace.span.add_event("flushkit.paced", {"flushkit.paced.wait_s": seconds})
 
 
-def _result(request: FlushRequest, plan: Plan) -> Generator[Any, Any, FlushResult]:
-    """The call's result from its collections' answers, after the wait if it asked."""
-    groups: list[tuple[Any, list[str], bool]] = []  # a response, its collections, shared
-    for ticket in plan.tickets:
+#: One answer of a call: a response, the request part it answers, its status, shared.
+Answer = tuple[Any, FlushRequest, Status, bool]
+
+
+def _answers(request: FlushRequest, plan: Plan) -> list[Answer]:
+    """The call's answers, one per Flush response (raises a collection's error)."""
+    tickets = plan.tickets
+    if len(tickets) == 1:
+        ticket = tickets[0]
+        response = ticket.outcome()
+        return [(response, request, _status_of(ticket, response), ticket.coalesced)]
+    groups: list[tuple[Any, list[str], Ticket]] = []  # a response, its collections
+    for ticket in tickets:
         response = ticket.outcome()
         for group in groups:
             if group[0] is response:
                 group[1].append(ticket.name)
                 break
         else:
-            groups.append((response, [ticket.name], ticket.coalesced))
+            groups.append((response, [ticket.name], ticket))
     answers = []
-    for response, names, coalesced in groups:
+    for response, names, first in groups:
         part = request
         if len(names) < len(request.collection_names):
             part = request.replace(collection_names=tuple(names))
-        answers.append((response, part, Status.from_proto(response.status), coalesced))
-    failed = any(not status.ok for _, _, status, _ in answers)
-    if failed and request.db_name != "default":
+        answers.append((response, part, _status_of(first, response), first.coalesced))
+    return answers
+
+
+def _status_of(ticket: Ticket, response: Any) -> Status:
+    status = ticket.status
+    return Status.from_proto(response.status) if status is None else status
+
+
+def _may_name_a_missing_database(request: FlushRequest, answers: list[Answer]) -> bool:
+    """Whether a "collection not found" answer needs a look at the server's databases."""
+    if request.db_name == "default":
+        return False
+    return any(error_class_for(status) is CollectionNotFoundError for _, _, status, _ in answers)
+
+
+def _result(request: FlushRequest, answers: list[Answer]) -> Generator[Any, Any, FlushResult]:
+    """The call's result from its answers, after a look at the server's databases when a
+    collection was not found, and after the wait if the call asked for it."""
+    if _may_name_a_missing_database(request, answers):
         for i, (response, part, status, coalesced) in enumerate(answers):
             if error_class_for(status) is CollectionNotFoundError:
                 missing = yield from _database_missing(request, status)
                 if missing is not None:
                     answers[i] = (response, part, missing, coalesced)
+    failed = any(not status.ok for _, _, status, _ in answers)
+    if not request.wait or failed:
+        return _result_of(request, answers)
     parts = []
     for response, part, status, coalesced in answers:
         persisted = False
-        if request.wait and not failed:
+        if not failed:  # after a failed wait, the other collections are not waited for
             failure = yield from wait_until_persisted(part, response)
             if failure is not None:
                 status, failed = failure, True
             else:
                 persisted = True
         parts.append(result_from_proto(response, part, status, persisted, coalesced))
-    if len(parts) == 1:
-        return parts[0]
-    return merged_result(request, parts)
+    return parts[0] if len(parts) == 1 else merged_result(request, parts)
+
+
+def _result_of(request: FlushRequest, answers: list[Answer]) -> FlushResult:
+    """The result of a call that did not wait for persistence."""
+    parts = [
+        result_from_proto(response, part, status, False, coalesced)
+        for response, part, status, coalesced in answers
+    ]
+    return parts[0] if len(parts) == 1 else merged_result(request, parts)
 
 
 def _database_missing(

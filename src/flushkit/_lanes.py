@@ -213,10 +213,11 @@ class Plan:
     def answered(
         self, tickets: tuple[Ticket, ...], response: Any, error: BaseException | None
     ) -> None:
-        """The call's own Flush for ``tickets`` ended (``(None, None)``: cancelled)."""
+        """The call's own Flush for ``tickets`` ended (``(None, None)``: cancelled). The
+        call's own bell is not rung: it is not waiting, it asks its plan next."""
         for ticket in tickets:
             if ticket.round is not None:
-                answered(ticket.round, response, error)
+                answered(ticket.round, response, error, self.bell)
 
     def started(self, round_: _Round, future: Any) -> None:
         """The shared round's RPC is in flight as ``future``."""
@@ -280,6 +281,7 @@ class Ticket:
         "response",
         "round",
         "sent_by",
+        "status",
         "throttled",
         "trace",
     )
@@ -290,6 +292,8 @@ class Ticket:
         self.deadline = request.deadline
         self.bell = bell
         self.response: Any = None
+        #: The response's status (``Status.from_proto``, made once per answer).
+        self.status: Status | None = None
         self.error: BaseException | None = None
         self.coalesced = False
         #: Throttled answers to Flush RPCs this call sent for this collection.
@@ -405,10 +409,13 @@ def _shared_request(round_: _Round, now: float) -> FlushRequest:
     )
 
 
-def answered(round_: _Round, response: Any, error: BaseException | None) -> None:
+def answered(
+    round_: _Round, response: Any, error: BaseException | None, awake: Bell | None = None
+) -> None:
     """A round's Flush ended (for a shared round, on gRPC's thread): a throttled answer
     sends its members back to wait for the next slot, any other answer is theirs; the
-    calls waiting for the lane are rung."""
+    calls waiting for the lane are rung (but ``awake``, the bell of the call that got
+    the answer itself)."""
     status = None if response is None else Status.from_proto(response.status)
     now = time.monotonic()
     with _lock:
@@ -431,7 +438,7 @@ def answered(round_: _Round, response: Any, error: BaseException | None) -> None
             bells = []
             sender = round_.sender
             for ticket in round_.members:
-                ticket.response, ticket.error = response, error
+                ticket.response, ticket.error, ticket.status = response, error, status
                 ticket.coalesced = round_.shared
                 if sender is not None and sender.bell is not ticket.bell:
                     ticket.sent_by = sender.trace
@@ -441,7 +448,8 @@ def answered(round_: _Round, response: Any, error: BaseException | None) -> None
         bells.extend(_bells(lane))
         _forget_if_idle(lane, now)
     for bell in bells:
-        bell.ring()
+        if bell is not awake:
+            bell.ring()
 
 
 def _hold(identity: Hashable) -> float:
