@@ -10,6 +10,7 @@ import time
 import pytest
 from pymilvus.grpc_gen import milvus_pb2
 
+import flushkit
 from flushkit import FlushRequest, FlushResult, Status
 from flushkit._models import merged_result, result_from_proto
 
@@ -87,3 +88,34 @@ def test_request_replace_changes_each_field_and_only_it():
         request.replace(colection_names=("b",))  # type: ignore[call-arg]
     with pytest.raises(dataclasses.FrozenInstanceError):
         request.db_name = "other"  # type: ignore[misc]
+
+
+def test_replace_may_change_exactly_the_requests_fields():
+    from flushkit._models import RequestChanges
+
+    assert set(RequestChanges.__annotations__) == {
+        field.name for field in dataclasses.fields(FlushRequest)
+    }
+
+
+def test_a_flushers_request_is_the_request_its_fields_make(client):
+    # The facade fills the request's fields without __init__: it must be the same value,
+    # frozen, and carry every field.
+    flusher = flushkit.Flusher(client, timeout=7.0)
+    made = flusher._request("c", None, flushkit.USE_FLUSHER_DEFAULT, True)
+    fields = {field.name: getattr(made, field.name) for field in dataclasses.fields(FlushRequest)}
+    assert made == FlushRequest(**fields)
+    assert made.__dict__.keys() == fields.keys()
+    assert (made.collection_names, made.timeout, made.wait) == (("c",), 7.0, True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.wait = False  # type: ignore[misc]
+
+
+def test_a_result_made_from_a_response_is_the_result_its_fields_make():
+    result = _result()
+    fields = {field.name: getattr(result, field.name) for field in dataclasses.fields(FlushResult)}
+    assert result == FlushResult(**fields)
+    assert result.__dict__.keys() == fields.keys()
+    assert (result.attempts, result.throttled, result.paced, result.persisted) == (1, 0, 0.0, False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.elapsed = 0.0  # type: ignore[misc]

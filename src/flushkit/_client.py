@@ -12,7 +12,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Sequence
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Final
 
 from ._chain import Chain, Middleware, Steps
@@ -21,7 +21,7 @@ from ._effects import Await, Call, Start
 from ._exceptions import ClientClosedError
 from ._grpc.transport import Transport, transport_for
 from ._lanes import Lanes
-from ._models import FlushRequest, FlushResult, Pause
+from ._models import FlushRequest, FlushResult, Pause, new_request
 from ._validation import collection_names_of, db_name_of, interval_of, timeout_of, wait_of
 from .middleware import default_middleware
 
@@ -61,7 +61,17 @@ class FlusherBase:
             default_middleware() if middleware is None else middleware,
             functools.partial(flush_flow, lanes=lanes),
         )
-        self._server_address, self._server_port = _split_address(self._transport.connection.address)
+        address, port = _split_address(self._transport.connection.address)
+        #: The request fields that are the same for every call of this flusher.
+        self._fixed = MappingProxyType(
+            {
+                "server_address": address,
+                "server_port": port,
+                "deadline": None,
+                "coalesce": False,
+                "trace": None,
+            }
+        )
         self._closed = False
 
     def _request(
@@ -69,14 +79,13 @@ class FlusherBase:
     ) -> FlushRequest:
         if self._closed:
             raise ClientClosedError(f"{type(self).__name__} is closed")
-        return FlushRequest(
+        return new_request(
+            self._fixed,
             collection_names=collection_names_of(collection_names),
             db_name=db_name_of(db_name, self._transport.connection.db_name),
             timeout=self.timeout if timeout is USE_FLUSHER_DEFAULT else timeout_of(timeout),
             wait=wait_of(wait),
             started=time.monotonic(),
-            server_address=self._server_address,
-            server_port=self._server_port,
         )
 
     @staticmethod

@@ -7,9 +7,12 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 from pymilvus.grpc_gen import common_pb2
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["FlushRequest", "FlushResult", "Pause", "Status"]
 
@@ -56,13 +59,15 @@ class Status:
 _OK = Status()
 
 
-#: ``FlushRequest.replace``'s default: keep the field as it is.
-_KEEP: Any = object()
 _new = object.__new__
-_set = object.__setattr__
 
 
-@dataclass(frozen=True, slots=True)
+# Requests and results are frozen dataclasses without __slots__: flushkit makes them by
+# filling their __dict__ (a third to a fifth of what a frozen dataclass's __init__,
+# which sets every field through object.__setattr__, costs on every call's path).
+
+
+@dataclass(frozen=True)
 class FlushRequest:
     """One flush as the middleware chain sees it.
 
@@ -85,44 +90,42 @@ class FlushRequest:
     coalesce: bool = False
     trace: Trace | None = None
 
-    def replace(
-        self,
-        *,
-        collection_names: tuple[str, ...] = _KEEP,
-        db_name: str = _KEEP,
-        timeout: float | None = _KEEP,
-        wait: bool = _KEEP,
-        started: float = _KEEP,
-        deadline: float | None = _KEEP,
-        server_address: str | None = _KEEP,
-        server_port: int | None = _KEEP,
-        coalesce: bool = _KEEP,
-        trace: Trace | None = _KEEP,
-    ) -> FlushRequest:
-        """A copy of this request with the fields given changed (on every call's path:
-        written out, it costs a third less than a generic copy)."""
+    def replace(self, **changes: Unpack[RequestChanges]) -> FlushRequest:
+        """A copy of this request with the fields given changed."""
+        if not _REQUEST_FIELDS.issuperset(changes):
+            unknown = ", ".join(sorted(set(changes) - _REQUEST_FIELDS))
+            raise TypeError(f"FlushRequest has no field {unknown}")
         copy = _new(FlushRequest)
-        _set(
-            copy,
-            "collection_names",
-            self.collection_names if collection_names is _KEEP else collection_names,
-        )
-        _set(copy, "db_name", self.db_name if db_name is _KEEP else db_name)
-        _set(copy, "timeout", self.timeout if timeout is _KEEP else timeout)
-        _set(copy, "wait", self.wait if wait is _KEEP else wait)
-        _set(copy, "started", self.started if started is _KEEP else started)
-        _set(copy, "deadline", self.deadline if deadline is _KEEP else deadline)
-        _set(
-            copy,
-            "server_address",
-            self.server_address if server_address is _KEEP else server_address,
-        )
-        _set(copy, "server_port", self.server_port if server_port is _KEEP else server_port)
-        _set(copy, "coalesce", self.coalesce if coalesce is _KEEP else coalesce)
-        _set(copy, "trace", self.trace if trace is _KEEP else trace)
+        state = copy.__dict__
+        state.update(self.__dict__)
+        state.update(changes)
         return copy
 
 
+class RequestChanges(TypedDict, total=False):
+    """What :meth:`FlushRequest.replace` may change: any of the request's fields."""
+
+    collection_names: tuple[str, ...]
+    db_name: str
+    timeout: float | None
+    wait: bool
+    started: float
+    deadline: float | None
+    server_address: str | None
+    server_port: int | None
+    coalesce: bool
+    trace: Trace | None
+
+
+_REQUEST_FIELDS = frozenset(field.name for field in dataclasses.fields(FlushRequest))
+
+
+def new_request(fixed: Mapping[str, Any], /, **fields: Any) -> FlushRequest:
+    """A request of ``fixed`` fields and ``fields`` (together all of them; the caller
+    makes sure): on every call's path, it skips ``__init__``."""
+    request = _new(FlushRequest)
+    request.__dict__.update(fixed, **fields)
+    return request
 
 
 class Trace(NamedTuple):
@@ -146,7 +149,7 @@ def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping)) if mapping else _EMPTY
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class FlushResult:
     """What Milvus said about a flush, and how long the whole call took.
 
@@ -193,17 +196,22 @@ def result_from_proto(
     response: Any, request: FlushRequest, status: Status, persisted: bool, coalesced: bool = False
 ) -> FlushResult:
     """Build a :class:`FlushResult` from a ``FlushResponse``."""
-    return FlushResult(
+    result = _new(FlushResult)
+    result.__dict__.update(
         coll_segIDs=_segments(response.coll_segIDs),
         flush_coll_segIDs=_segments(response.flush_coll_segIDs),
         coll_seal_times=_numbers(response.coll_seal_times),
         coll_flush_ts=_numbers(response.coll_flush_ts),
         db_name=response.db_name or request.db_name,
         status=status,
-        elapsed=_elapsed(request),
+        elapsed=time.monotonic() - request.started,
         persisted=persisted,
+        attempts=1,
         coalesced=coalesced,
+        throttled=0,
+        paced=0.0,
     )
+    return result
 
 
 def merged_result(request: FlushRequest, parts: list[FlushResult]) -> FlushResult:
