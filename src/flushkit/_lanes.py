@@ -208,7 +208,10 @@ class Plan:
     def all_answered(self) -> bool:
         """Whether every collection of the call has its answer (a ticket, once answered,
         stays so: no lock needed)."""
-        return all(ticket.round is None for ticket in self.tickets)
+        for ticket in self.tickets:  # noqa: SIM110 (on every call's path: all() costs more)
+            if ticket.round is not None:
+                return False
+        return True
 
     def answered(
         self, tickets: tuple[Ticket, ...], response: Any, error: BaseException | None
@@ -241,8 +244,10 @@ class Plan:
             bell.ring()
 
     def leave(self) -> None:
-        """The call is over: give up its places; a shared RPC nobody waits for is
-        cancelled."""
+        """The call is over: give up its places (an answered ticket gave up its own when
+        answered); a shared RPC nobody waits for is cancelled."""
+        if self.first is None and self.all_answered():
+            return  # the usual end: nothing left to give up
         futures = []
         with _lock:
             now = time.monotonic()
@@ -253,10 +258,13 @@ class Plan:
                         ticket.round.sent = False
                         ticket.lane.in_flight -= 1
             for ticket in self.tickets:
-                round_, ticket.round = ticket.round, None
+                round_ = ticket.round
+                if round_ is None:
+                    continue
+                ticket.round = None
                 lane = ticket.lane
                 lane.users -= 1
-                if round_ is not None and ticket in round_.members:
+                if ticket in round_.members:
                     round_.members.remove(ticket)
                     if not round_.members:
                         if not round_.sent and lane.gathering is round_:
@@ -442,7 +450,8 @@ def answered(
                 ticket.coalesced = round_.shared
                 if sender is not None and sender.bell is not ticket.bell:
                     ticket.sent_by = sender.trace
-                ticket.round = None
+                lane.users -= 1  # answered: the ticket leaves the lane (before its round
+                ticket.round = None  # is None, which Plan.leave reads without the lock)
                 bells.append(ticket.bell)
             round_.members = []
         bells.extend(_bells(lane))
