@@ -5,7 +5,8 @@ import dataclasses
 import pytest
 
 from flushkit import FlushRequest, FlushResult, Pause, Status
-from flushkit._chain import Chain
+from flushkit._chain import Chain, RequestPreparer
+from flushkit.middleware import CoalescingMiddleware, TimeoutMiddleware
 
 REQUEST = FlushRequest(
     collection_names=("docs",), db_name="default", timeout=None, wait=False, started=0.0
@@ -226,3 +227,66 @@ def test_a_middleware_that_fails_to_start_is_thrown_into_the_outer_one():
 
     assert drive(Chain([outer, Broken()], Core()))[0].db_name == "recovered"
     assert len(seen) == 1
+
+
+class Stamp(RequestPreparer):
+    """A preparer that appends its name to the request's database name."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def prepare(self, fields):
+        fields["db_name"] += f"+{self.name}"
+
+
+def test_preparers_shape_the_request_before_any_flow_and_run_no_flow():
+    seen = []
+
+    def outer(request):
+        seen.append(request.db_name)
+        return (yield request)
+
+    class NoFlow(Stamp):
+        def __call__(self, request):
+            raise AssertionError("a preparer in a chain runs no flow")
+
+    core = Core()
+    chain = Chain([outer, NoFlow("a"), Stamp("b")], core)
+    assert len(chain.middleware) == 3 and len(chain.flows) == 1  # all listed, one walked
+    request = chain.request(
+        {"deadline": None, "server_address": None, "server_port": None, "trace": None},
+        collection_names=("docs",),
+        db_name="db",
+        timeout=None,
+        wait=False,
+        started=0.0,
+        coalesce=False,
+    )
+    assert request.db_name == "db+a+b"  # in chain order
+    drive(chain, request)
+    assert seen == ["db+a+b"]  # the outer flow sees the prepared request
+    assert core.requests == [request]
+
+
+def test_a_preparer_called_as_a_flow_yields_the_prepared_copy():
+    flow = Stamp("x")(REQUEST)
+    prepared = next(flow)
+    assert prepared.db_name == "default+x" and REQUEST.db_name == "default"
+    with pytest.raises(StopIteration) as done:
+        flow.send(result(db_name="answered"))
+    assert done.value.value.db_name == "answered"
+
+
+def test_timeout_and_coalescing_are_preparers():
+    # The facade's request already carries their fields; their flows never run.
+    timeout, coalescing = TimeoutMiddleware(), CoalescingMiddleware()
+    chain = Chain([timeout, coalescing], Core())
+    assert chain.flows == () and len(chain.preparers) == 2
+    fixed = {"deadline": None, "server_address": None, "server_port": None, "trace": None}
+    fields = {"collection_names": ("c",), "db_name": "d", "wait": False, "coalesce": False}
+    request = chain.request(fixed, timeout=2.5, started=100.0, **fields)
+    assert (request.deadline, request.coalesce) == (102.5, True)
+    assert chain.request(fixed, timeout=None, started=100.0, **fields).deadline is None
+    # An earlier deadline already there stays.
+    early = {**fixed, "deadline": 101.0}
+    assert chain.request(early, timeout=2.5, started=100.0, **fields).deadline == 101.0

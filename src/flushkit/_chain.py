@@ -15,6 +15,12 @@ exception. Because the driver, not the middleware, performs the I/O and the slee
 middleware serves the blocking facade, asyncio and trio alike (as pluggy's hook wrappers
 and httpx's ``Auth.auth_flow`` do).
 
+A middleware that only sets request fields, the same way at every call and from the
+request's own fields (the timeout's deadline, the coalescing wish), is a
+:class:`RequestPreparer`: it runs no flow. The chain applies every preparer, in chain
+order, to the fields of each call's request when the request is made, before any flow
+runs (so every flow sees the prepared request), without a copy.
+
 A :class:`Chain` is composed once per flusher. For each call, :meth:`Chain.steps` walks it
 as pluggy's ``_multicall`` walks hook wrappers: one stack of running flows, the core
 flush on top, and a loop that hands each flow's answer to the one below. The drivers only
@@ -27,9 +33,9 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from types import GeneratorType
 from typing import Any, Generic, Protocol, TypeVar
 
-from ._models import FlushRequest, FlushResult, Pause
+from ._models import FlushRequest, FlushResult, Pause, RequestChanges, new_request
 
-__all__ = ["Chain", "Flow", "Middleware", "Steps"]
+__all__ = ["Chain", "Flow", "Middleware", "RequestPreparer", "Steps"]
 
 Effect = TypeVar("Effect")
 
@@ -43,22 +49,57 @@ class Middleware(Protocol):
     def __call__(self, request: FlushRequest, /) -> Flow: ...
 
 
+class RequestPreparer:
+    """Base of a middleware that only sets request fields, the same way at every call.
+
+    A subclass defines :meth:`prepare`, which changes the fields of a call's request in
+    place, reading nothing but those fields (the chain runs it when the call's request is
+    made, before any flow: a flow that changes ``timeout`` sets ``deadline`` itself).
+    Called as a flow (outside a chain), it yields the prepared copy of the request.
+    """
+
+    def prepare(self, fields: RequestChanges) -> None:
+        """Change ``fields`` (every field of the request, by name) in place."""
+        raise NotImplementedError
+
+    def __call__(self, request: FlushRequest) -> Flow:
+        fields: Any = request.__dict__.copy()
+        self.prepare(fields)
+        result: FlushResult = yield new_request(fields)
+        return result
+
+
 Core = Callable[[FlushRequest], Generator[Effect, Any, FlushResult]]
 
 
 class Chain(Generic[Effect]):
     """``middleware`` (outermost first) around ``core``, checked and composed once."""
 
-    __slots__ = ("core", "depth", "middleware")
+    __slots__ = ("core", "depth", "flows", "middleware", "preparers")
 
     def __init__(self, middleware: Sequence[Middleware], core: Core[Effect]) -> None:
         for layer in middleware:
             if not callable(layer):
                 raise TypeError(f"middleware must be callable, not {type(layer).__name__}")
         self.middleware = tuple(middleware)
+        preparing = [layer for layer in self.middleware if isinstance(layer, RequestPreparer)]
+        #: What each call's request fields go through when the request is made.
+        self.preparers = tuple(layer.prepare for layer in preparing)
+        #: The middlewares a walk runs as flows, outermost first.
+        self.flows = tuple(layer for layer in self.middleware if layer not in preparing)
         #: Where the core runs in a walk's stack of flows.
-        self.depth = len(self.middleware)
+        self.depth = len(self.flows)
         self.core = core
+
+    def request(self, fixed: Any, /, **fields: Any) -> FlushRequest:
+        """A call's request of ``fixed`` and ``fields`` (all of a request's fields
+        together), prepared by the chain's preparers."""
+        if not self.preparers:
+            return new_request(fixed, **fields)
+        prepared: Any = {**fixed, **fields}
+        for prepare in self.preparers:
+            prepare(prepared)
+        return new_request(prepared)
 
     def steps(self, request: FlushRequest) -> Steps[Effect]:
         """Walk the chain for one call."""
@@ -93,7 +134,7 @@ class Steps(Iterator[Effect | Pause]):
         # On every call's path: the walk's state lives in locals until it returns.
         stack = self._stack
         chain = self._chain
-        middleware = chain.middleware
+        middleware = chain.flows
         core_depth = chain.depth
         request, answer, error = self._request, self._answer, self._error
         self._request = self._answer = self._error = None
@@ -168,7 +209,7 @@ class Steps(Iterator[Effect | Pause]):
     def _checked(self, depth: int, value: Any) -> FlushResult:
         if not isinstance(value, FlushResult):
             raise TypeError(
-                f"middleware {self._chain.middleware[depth]!r} returned {value!r}; "
+                f"middleware {self._chain.flows[depth]!r} returned {value!r}; "
                 "it must return the FlushResult (result = yield request; return result)"
             )
         return value

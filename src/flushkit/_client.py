@@ -21,7 +21,7 @@ from ._effects import Await, Call, Start
 from ._exceptions import ClientClosedError
 from ._grpc.transport import Transport, transport_for
 from ._lanes import Lanes
-from ._models import FlushRequest, FlushResult, Pause, new_request
+from ._models import FlushRequest, FlushResult, Pause
 from ._validation import collection_names_of, db_name_of, interval_of, timeout_of, wait_of
 from .middleware import default_middleware
 
@@ -79,7 +79,7 @@ class FlusherBase:
     ) -> FlushRequest:
         if self._closed:
             raise ClientClosedError(f"{type(self).__name__} is closed")
-        return new_request(
+        return self._chain.request(
             self._fixed,
             collection_names=collection_names_of(collection_names),
             db_name=db_name_of(db_name, self._transport.connection.db_name),

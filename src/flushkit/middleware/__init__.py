@@ -13,15 +13,17 @@ Pause(seconds)`` sleeps, and the flow returns the :class:`~flushkit.FlushResult`
 * ``StatusMiddleware``: raises the typed :class:`~flushkit.FlushError` of a failed status;
 * ``CoalescingMiddleware``: lets concurrent flushes of a collection share Flush RPCs.
 
-:func:`default_middleware` returns them in that order, outermost first. Every name here is
-also importable from ``flushkit`` itself.
+:func:`default_middleware` returns them in that order, outermost first. The timeout and
+coalescing middlewares only set request fields: as :class:`RequestPreparer` subclasses
+they run no flow, the chain applies them to each call's request when it is made. Every
+name here is also importable from ``flushkit`` itself.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .._chain import Flow, Middleware
+from .._chain import Flow, Middleware, RequestPreparer
 from ._coalescing import CoalescingMiddleware
 from ._logging import LoggingMiddleware
 from ._metrics import MetricsMiddleware
@@ -36,6 +38,7 @@ __all__ = [
     "LoggingMiddleware",
     "MetricsMiddleware",
     "Middleware",
+    "RequestPreparer",
     "RetryMiddleware",
     "RetryPolicy",
     "StatusMiddleware",

@@ -7,20 +7,20 @@ own Flush RPC.
 
 from __future__ import annotations
 
-from .._chain import Flow
-from .._models import FlushRequest, FlushResult
+from .._chain import RequestPreparer
+from .._models import RequestChanges
 
 
-class CoalescingMiddleware:
+class CoalescingMiddleware(RequestPreparer):
     """Lets the flush share a Flush RPC with concurrent flushes of the same collections.
 
     A call joins only an RPC sent after it began, so the flush still covers everything
     written before the call. Results and errors say ``coalesced=True`` when shared.
+    It marks the request when it is made (a request preparer).
     """
 
-    def __call__(self, request: FlushRequest) -> Flow:
-        result: FlushResult = yield request.replace(coalesce=True)
-        return result
+    def prepare(self, fields: RequestChanges) -> None:
+        fields["coalesce"] = True
 
     def __repr__(self) -> str:
         return "CoalescingMiddleware()"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .._chain import Flow
-from .._models import FlushRequest, FlushResult
+from .._chain import RequestPreparer
+from .._models import RequestChanges
 
 
-class TimeoutMiddleware:
+class TimeoutMiddleware(RequestPreparer):
     """Turns the request's ``timeout`` into its ``deadline``.
 
     The deadline covers the whole call: the Flush RPC, the waiting, and every retry of
@@ -14,15 +14,17 @@ class TimeoutMiddleware:
     deadline (so the server sees the call end and gRPC ends the call there), and
     pauses never reach past it. Once it passes, the call raises
     :class:`~flushkit.FlushTimeoutError`. Without this middleware ``timeout`` is ignored.
+    It sets the deadline when the call's request is made (a request preparer): a
+    middleware that changes ``timeout`` sets ``deadline`` too.
     """
 
-    def __call__(self, request: FlushRequest) -> Flow:
-        if request.timeout is not None:
-            deadline = request.started + request.timeout
-            if request.deadline is None or deadline < request.deadline:
-                request = request.replace(deadline=deadline)
-        result: FlushResult = yield request
-        return result
+    def prepare(self, fields: RequestChanges) -> None:
+        timeout = fields["timeout"]
+        if timeout is not None:
+            deadline = fields["started"] + timeout
+            earlier = fields["deadline"]
+            if earlier is None or deadline < earlier:
+                fields["deadline"] = deadline
 
     def __repr__(self) -> str:
         return "TimeoutMiddleware()"
