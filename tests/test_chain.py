@@ -254,13 +254,18 @@ def test_preparers_shape_the_request_before_any_flow_and_run_no_flow():
     chain = Chain([outer, NoFlow("a"), Stamp("b")], core)
     assert len(chain.middleware) == 3 and len(chain.flows) == 1  # all listed, one walked
     request = chain.request(
-        {"deadline": None, "server_address": None, "server_port": None, "trace": None},
-        collection_names=("docs",),
-        db_name="db",
-        timeout=None,
-        wait=False,
-        started=0.0,
-        coalesce=False,
+        {
+            "deadline": None,
+            "server_address": None,
+            "server_port": None,
+            "trace": None,
+            "collection_names": ("docs",),
+            "db_name": "db",
+            "timeout": None,
+            "wait": False,
+            "started": 0.0,
+            "coalesce": False,
+        }
     )
     assert request.db_name == "db+a+b"  # in chain order
     drive(chain, request)
@@ -284,9 +289,9 @@ def test_timeout_and_coalescing_are_preparers():
     assert chain.flows == () and len(chain.preparers) == 2
     fixed = {"deadline": None, "server_address": None, "server_port": None, "trace": None}
     fields = {"collection_names": ("c",), "db_name": "d", "wait": False, "coalesce": False}
-    request = chain.request(fixed, timeout=2.5, started=100.0, **fields)
+    request = chain.request({**fixed, **fields, "timeout": 2.5, "started": 100.0})
     assert (request.deadline, request.coalesce) == (102.5, True)
-    assert chain.request(fixed, timeout=None, started=100.0, **fields).deadline is None
+    assert chain.request({**fixed, **fields, "timeout": None, "started": 100.0}).deadline is None
     # An earlier deadline already there stays.
-    early = {**fixed, "deadline": 101.0}
-    assert chain.request(early, timeout=2.5, started=100.0, **fields).deadline == 101.0
+    early = {**fixed, **fields, "deadline": 101.0, "timeout": 2.5, "started": 100.0}
+    assert chain.request(early).deadline == 101.0

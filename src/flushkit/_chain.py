@@ -63,7 +63,7 @@ class RequestPreparer:
         raise NotImplementedError
 
     def __call__(self, request: FlushRequest) -> Flow:
-        fields: Any = request.__dict__.copy()
+        fields: Any = {**request.__dict__}
         self.prepare(fields)
         result: FlushResult = yield new_request(fields)
         return result
@@ -91,15 +91,12 @@ class Chain(Generic[Effect]):
         self.depth = len(self.flows)
         self.core = core
 
-    def request(self, fixed: Any, /, **fields: Any) -> FlushRequest:
-        """A call's request of ``fixed`` and ``fields`` (all of a request's fields
-        together), prepared by the chain's preparers."""
-        if not self.preparers:
-            return new_request(fixed, **fields)
-        prepared: Any = {**fixed, **fields}
+    def request(self, fields: dict[str, Any]) -> FlushRequest:
+        """A call's request of ``fields`` (all of a request's fields, in a dict that
+        becomes the request's own), prepared by the chain's preparers."""
         for prepare in self.preparers:
-            prepare(prepared)
-        return new_request(prepared)
+            prepare(fields)  # type: ignore[arg-type]
+        return new_request(fields)
 
     def steps(self, request: FlushRequest) -> Steps[Effect]:
         """Walk the chain for one call."""

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Sequence
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import Any, Final
 
 from ._chain import Chain, Middleware, Steps
@@ -63,15 +63,13 @@ class FlusherBase:
         )
         address, port = _split_address(self._transport.connection.address)
         #: The request fields that are the same for every call of this flusher.
-        self._fixed = MappingProxyType(
-            {
-                "server_address": address,
-                "server_port": port,
-                "deadline": None,
-                "coalesce": False,
-                "trace": None,
-            }
-        )
+        self._fixed: dict[str, Any] = {
+            "server_address": address,
+            "server_port": port,
+            "deadline": None,
+            "coalesce": False,
+            "trace": None,
+        }
         self._closed = False
 
     def _request(
@@ -80,12 +78,14 @@ class FlusherBase:
         if self._closed:
             raise ClientClosedError(f"{type(self).__name__} is closed")
         return self._chain.request(
-            self._fixed,
-            collection_names=collection_names_of(collection_names),
-            db_name=db_name_of(db_name, self._transport.connection.db_name),
-            timeout=self.timeout if timeout is USE_FLUSHER_DEFAULT else timeout_of(timeout),
-            wait=wait_of(wait),
-            started=time.monotonic(),
+            {
+                **self._fixed,
+                "collection_names": collection_names_of(collection_names),
+                "db_name": db_name_of(db_name, self._transport.connection.db_name),
+                "timeout": self.timeout if timeout is USE_FLUSHER_DEFAULT else timeout_of(timeout),
+                "wait": wait_of(wait),
+                "started": time.monotonic(),
+            }
         )
 
     @staticmethod

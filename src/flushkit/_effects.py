@@ -57,6 +57,11 @@ class Await(NamedTuple):
     until: float | None
 
 
+# One lock for every bell: its sections are a few assignments, and a lock per bell (a
+# call) would be made on every call's path.
+_bells_lock = threading.Lock()
+
+
 class Bell:
     """Rung from any thread when something a waiting call depends on has changed.
 
@@ -65,15 +70,14 @@ class Bell:
     between the caller's look and its sleep is never lost.
     """
 
-    __slots__ = ("_lock", "_rung", "_wake")
+    __slots__ = ("_rung", "_wake")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._rung = False
         self._wake: Callable[[], object] | None = None
 
     def ring(self) -> None:
-        with self._lock:
+        with _bells_lock:
             wake, self._wake = self._wake, None
             self._rung = wake is None  # a woken driver returns, and its caller looks again
         if wake is not None:
@@ -82,7 +86,7 @@ class Bell:
     def arm(self, wake: Callable[[], object]) -> bool:
         """Have ``wake`` called at the next ring; False (and no call) if it has rung
         since the last ``arm``."""
-        with self._lock:
+        with _bells_lock:
             if self._rung:
                 self._rung = False
                 return False
@@ -91,5 +95,5 @@ class Bell:
 
     def disarm(self) -> None:
         """Forget the waker (the driver stopped waiting); a ring is kept for next time."""
-        with self._lock:
+        with _bells_lock:
             self._wake = None

@@ -60,6 +60,7 @@ _OK = Status()
 
 
 _new = object.__new__
+_set = object.__setattr__
 
 
 # Requests and results are frozen dataclasses without __slots__: flushkit makes them by
@@ -95,11 +96,7 @@ class FlushRequest:
         if not _REQUEST_FIELDS.issuperset(changes):
             unknown = ", ".join(sorted(set(changes) - _REQUEST_FIELDS))
             raise TypeError(f"FlushRequest has no field {unknown}")
-        copy = _new(FlushRequest)
-        state = copy.__dict__
-        state.update(self.__dict__)
-        state.update(changes)
-        return copy
+        return new_request({**self.__dict__, **changes})
 
 
 class RequestChanges(TypedDict, total=False):
@@ -120,11 +117,11 @@ class RequestChanges(TypedDict, total=False):
 _REQUEST_FIELDS = frozenset(field.name for field in dataclasses.fields(FlushRequest))
 
 
-def new_request(fixed: Mapping[str, Any], /, **fields: Any) -> FlushRequest:
-    """A request of ``fixed`` fields and ``fields`` (together all of them; the caller
-    makes sure): on every call's path, it skips ``__init__``."""
+def new_request(fields: dict[str, Any]) -> FlushRequest:
+    """The request whose fields ``fields`` are (every field, by name: the caller makes
+    sure; the dict becomes the request's own). On every call's path: no ``__init__``."""
     request = _new(FlushRequest)
-    request.__dict__.update(fixed, **fields)
+    _set(request, "__dict__", fields)
     return request
 
 
@@ -197,19 +194,23 @@ def result_from_proto(
 ) -> FlushResult:
     """Build a :class:`FlushResult` from a ``FlushResponse``."""
     result = _new(FlushResult)
-    result.__dict__.update(
-        coll_segIDs=_segments(response.coll_segIDs),
-        flush_coll_segIDs=_segments(response.flush_coll_segIDs),
-        coll_seal_times=_numbers(response.coll_seal_times),
-        coll_flush_ts=_numbers(response.coll_flush_ts),
-        db_name=response.db_name or request.db_name,
-        status=status,
-        elapsed=time.monotonic() - request.started,
-        persisted=persisted,
-        attempts=1,
-        coalesced=coalesced,
-        throttled=0,
-        paced=0.0,
+    _set(
+        result,
+        "__dict__",
+        {
+            "coll_segIDs": _segments(response.coll_segIDs),
+            "flush_coll_segIDs": _segments(response.flush_coll_segIDs),
+            "coll_seal_times": _numbers(response.coll_seal_times),
+            "coll_flush_ts": _numbers(response.coll_flush_ts),
+            "db_name": response.db_name or request.db_name,
+            "status": status,
+            "elapsed": time.monotonic() - request.started,
+            "persisted": persisted,
+            "attempts": 1,
+            "coalesced": coalesced,
+            "throttled": 0,
+            "paced": 0.0,
+        },
     )
     return result
 
