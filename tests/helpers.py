@@ -17,6 +17,7 @@ import anyio
 from pymilvus import AsyncMilvusClient, MilvusClient
 
 import flushkit
+from flushkit import _lanes
 
 #: How a test flushes: Flusher in threads; AsyncFlusher on the blocking client under
 #: asyncio and under trio; "aio": AsyncFlusher on an AsyncMilvusClient (grpc.aio) of the
@@ -140,6 +141,9 @@ class Caller:
 
     names: str | list[str] = "docs"
     at: float = 0.0
+    #: Start (after ``at``) only once some call's Flush is in flight: the lanes have
+    #: marked it sent (an event, not a guess at how fast the leader starts).
+    after_lead: bool = False
     cancel_after: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
     began: float = 0.0
@@ -157,6 +161,8 @@ def run_together(runtime: str, client: Any, callers: list[Caller], **flusher_opt
         def one(i: int, caller: Caller) -> None:
             barrier.wait()
             time.sleep(caller.at)
+            if caller.after_lead:
+                _wait_for_a_lead(time.sleep)
             caller.began = time.monotonic()
             try:
                 outcomes[i] = flusher.flush(caller.names, **caller.options)
@@ -181,6 +187,8 @@ def run_together(runtime: str, client: Any, callers: list[Caller], **flusher_opt
 
     async def one(flusher: flushkit.AsyncFlusher, i: int, caller: Caller) -> None:
         await anyio.sleep(caller.at)
+        if caller.after_lead:
+            await _wait_for_a_lead_async()
         caller.began = time.monotonic()
         limit = caller.cancel_after if caller.cancel_after is not None else float("inf")
         with anyio.move_on_after(limit) as scope:
@@ -197,7 +205,25 @@ def run_together(runtime: str, client: Any, callers: list[Caller], **flusher_opt
 
 
 def leader_then(n: int, **options: Any) -> list[Caller]:
-    """One caller, then ``n`` more 50 ms later while its RPC is in flight."""
+    """One caller, then ``n`` more once its RPC is in flight (and 50 ms into the run)."""
     return [Caller(options=dict(options))] + [
-        Caller(at=0.05, options=dict(options)) for _ in range(n)
+        Caller(at=0.05, after_lead=True, options=dict(options)) for _ in range(n)
     ]
+
+
+def _a_call_in_flight() -> bool:
+    """Whether some call's Flush is in flight (its call still waiting for it)."""
+    with _lanes._lock:
+        return any(lane.in_flight and lane.users for lane in _lanes._lanes.values())
+
+
+def _wait_for_a_lead(sleep: Callable[[float], object]) -> None:
+    give_up = time.monotonic() + 10.0  # then start anyway: the test's checks say what went wrong
+    while not _a_call_in_flight() and time.monotonic() < give_up:
+        sleep(0.001)
+
+
+async def _wait_for_a_lead_async() -> None:
+    give_up = time.monotonic() + 10.0
+    while not _a_call_in_flight() and time.monotonic() < give_up:
+        await anyio.sleep(0.001)

@@ -87,7 +87,11 @@ def test_callers_that_arrive_during_an_rpc_share_the_next(fake, client, runtime)
 
 def test_a_caller_that_times_out_does_not_fail_or_cancel_the_shared_rpc(fake, client, runtime):
     fake.script_flush(delay(0.3), delay(0.3))
-    callers = [Caller(), Caller(at=0.05, options={"timeout": 0.45}), Caller(at=0.05)]
+    callers = [
+        Caller(),
+        Caller(at=0.05, after_lead=True, options={"timeout": 0.45}),
+        Caller(at=0.05, after_lead=True),
+    ]
     _, quitter, stayer = run_together(runtime, client, callers)
     assert isinstance(quitter, flushkit.FlushTimeoutError)
     assert 0.4 <= callers[1].ended - callers[1].began < 0.6  # its own deadline, not later
@@ -98,7 +102,11 @@ def test_a_caller_that_times_out_does_not_fail_or_cancel_the_shared_rpc(fake, cl
 @pytest.mark.parametrize("runtime", ["asyncio", "trio"])
 def test_a_cancelled_caller_does_not_cancel_the_shared_rpc(fake, client, runtime):
     fake.script_flush(delay(0.3), delay(0.3))
-    callers = [Caller(), Caller(at=0.05, cancel_after=0.4), Caller(at=0.05)]
+    callers = [
+        Caller(),
+        Caller(at=0.05, after_lead=True, cancel_after=0.4),
+        Caller(at=0.05, after_lead=True),
+    ]
     _, quitter, stayer = run_together(runtime, client, callers)
     assert quitter == CANCELLED
     assert callers[1].ended - callers[1].began < 0.55
@@ -109,7 +117,11 @@ def test_a_cancelled_caller_does_not_cancel_the_shared_rpc(fake, client, runtime
 def test_the_shared_rpc_is_cancelled_once_every_caller_left(fake, client, runtime):
     fake.script_flush(delay(0.3), hang())
     quick = {"timeout": 0.5}
-    callers = [Caller(), Caller(at=0.05, options=quick), Caller(at=0.05, options=quick)]
+    callers = [
+        Caller(),
+        Caller(at=0.05, after_lead=True, options=quick),
+        Caller(at=0.05, after_lead=True, options=quick),
+    ]
     outcomes = run_together(runtime, client, callers)
     assert isinstance(outcomes[0], flushkit.FlushResult)
     assert all(isinstance(o, flushkit.FlushTimeoutError) for o in outcomes[1:])
@@ -164,7 +176,7 @@ def test_retryable_failures_of_the_shared_rpc_are_retried_together(fake, client,
     chain = flushkit.default_middleware(retry=policy)
     outcomes = run_together(runtime, client, leader_then(16), middleware=chain)
     assert all(isinstance(o, flushkit.FlushResult) for o in outcomes), outcomes
-    assert all(o.attempts == 2 for o in outcomes[1:])
+    assert all(o.attempts == 2 for o in outcomes[1:]), [(o.attempts, o.coalesced) for o in outcomes]
     assert len(fake.flush_calls) <= 4  # the 16 retried together, in at most two RPCs
 
 
@@ -193,7 +205,11 @@ def test_each_waiting_caller_polls_until_persisted(fake, client, runtime):
 def test_callers_that_do_not_wait_are_answered_at_the_flush(fake, client, runtime):
     fake.script_flush(delay(0.3))
     fake.script_flush_state(delay(0.4, flushed(True)))  # the waiter's poll
-    callers = [Caller(), Caller(at=0.05), Caller(at=0.05, options={"wait": True})]
+    callers = [
+        Caller(),
+        Caller(at=0.05, after_lead=True),
+        Caller(at=0.05, after_lead=True, options={"wait": True}),
+    ]
     _, quick, waiter = run_together(runtime, client, callers)
     assert not quick.persisted and waiter.persisted
     assert quick.coalesced and waiter.coalesced
@@ -205,8 +221,8 @@ def test_a_waiter_that_times_out_leaves_the_others_waiting(fake, client, runtime
     fake.script_flush_state(delay(0.5, flushed(True)), delay(0.5, flushed(True)))
     callers = [
         Caller(),
-        Caller(at=0.05, options={"wait": True, "timeout": 0.6}),
-        Caller(at=0.05, options={"wait": True}),
+        Caller(at=0.05, after_lead=True, options={"wait": True, "timeout": 0.6}),
+        Caller(at=0.05, after_lead=True, options={"wait": True}),
     ]
     _, quitter, stayer = run_together(runtime, client, callers)
     assert isinstance(quitter, flushkit.FlushTimeoutError)

@@ -319,7 +319,7 @@ def test_the_slot_is_shared_across_flushers_of_one_client(fake, client, runtime)
 def test_a_throttled_shared_round_goes_again_together(fake, client, runtime):
     fake.script_flush(delay(0.3), status(8, 49, "rate limit exceeded[rate=4]", retriable=True))
     outcomes = run_together(runtime, client, [Caller(options={"timeout": 5.0})] + [
-        Caller(at=0.05, options={"timeout": 5.0}) for _ in range(8)
+        Caller(at=0.05, after_lead=True, options={"timeout": 5.0}) for _ in range(8)
     ])
     assert all(isinstance(o, flushkit.FlushResult) for o in outcomes), outcomes
     assert len(fake.flush_calls) == 3  # the leader's, the throttled round, the round again
