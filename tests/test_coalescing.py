@@ -354,13 +354,16 @@ def test_ok_results_of_a_shared_round_are_the_servers(fake, client, runtime):
     assert [o.coll_segIDs["docs"] for o in outcomes] == [(1001, 1002), (7, 8, 9), (7, 8, 9)]
 
 
-def test_a_middleware_can_keep_one_call_out_of_coalescing(fake, client, runtime):
+@pytest.mark.parametrize("where", ["innermost", "outermost"])
+def test_a_middleware_can_keep_one_call_out_of_coalescing(fake, client, runtime, where):
+    # Anywhere in the chain: coalescing is a request preparer, set before any flow runs.
     def alone(request):
         result = yield request.replace(coalesce=False)
         return result
 
     fake.script_flush(*[delay(0.1)] * 6)
-    chain = [*flushkit.default_middleware(), alone]
+    defaults = flushkit.default_middleware()
+    chain = [*defaults, alone] if where == "innermost" else [alone, *defaults]
     outcomes = run_together(runtime, client, [Caller() for _ in range(6)], middleware=chain)
     assert all(isinstance(o, flushkit.FlushResult) and not o.coalesced for o in outcomes)
     assert len(fake.flush_calls) == 6

@@ -368,3 +368,23 @@ def test_the_blocking_flusher_points_an_async_client_to_async_flusher(fake):
 
     with pytest.raises(TypeError, match=r"use flushkit\.AsyncFlusher"):
         flushkit.Flusher(AsyncMilvusClient(uri=fake.uri))
+
+
+def test_a_users_request_preparer_shapes_every_call(fake, client):
+    class TenantDatabase(flushkit.RequestPreparer):
+        def prepare(self, fields):
+            fields["db_name"] = "tenant_a"
+
+    seen = []
+
+    def outer(request):  # a flow outside it sees the prepared request
+        seen.append(request.db_name)
+        return (yield request)
+
+    flusher = flushkit.Flusher(
+        client, middleware=[outer, *flushkit.default_middleware(), TenantDatabase()]
+    )
+    result = flusher.flush("docs", db_name="other")
+    assert result.db_name == "tenant_a" and seen == ["tenant_a"]
+    assert [call.request.db_name for call in fake.flush_calls] == ["tenant_a"]
+    assert fake.flush_calls[0].metadata["dbname"] == "tenant_a"

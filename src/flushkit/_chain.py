@@ -82,11 +82,14 @@ class Chain(Generic[Effect]):
             if not callable(layer):
                 raise TypeError(f"middleware must be callable, not {type(layer).__name__}")
         self.middleware = tuple(middleware)
-        preparing = [layer for layer in self.middleware if isinstance(layer, RequestPreparer)]
         #: What each call's request fields go through when the request is made.
-        self.preparers = tuple(layer.prepare for layer in preparing)
+        self.preparers = tuple(
+            layer.prepare for layer in self.middleware if isinstance(layer, RequestPreparer)
+        )
         #: The middlewares a walk runs as flows, outermost first.
-        self.flows = tuple(layer for layer in self.middleware if layer not in preparing)
+        self.flows = tuple(
+            layer for layer in self.middleware if not isinstance(layer, RequestPreparer)
+        )
         #: Where the core runs in a walk's stack of flows.
         self.depth = len(self.flows)
         self.core = core
