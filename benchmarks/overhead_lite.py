@@ -144,23 +144,18 @@ def in_situ(
 ) -> dict[str, float]:
     """Microseconds each call takes right after ``rpc``: median over ``rounds`` rotating
     rounds, less the median of timing nothing."""
-    variants = {"nothing": lambda: None, **calls}
-    names = list(variants)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    clock = time.perf_counter
-    for i in range(rounds):
-        shift = i % len(names)
-        for name in names[shift:] + names[:shift]:
-            call = variants[name]
-            rpc()
-            started = clock()
-            call()
-            samples[name].append(clock() - started)
+    samples = measure({"nothing": lambda: None, **calls}, rounds, before=rpc)
     floor = statistics.median(samples["nothing"])
     return {name: (statistics.median(samples[name]) - floor) * 1e6 for name in calls}
 
 
-def measure(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+def measure(
+    calls: dict[str, Callable[[], object]],
+    rounds: int,
+    before: Callable[[], object] | None = None,
+) -> dict[str, list[float]]:
+    """Each call's wall time in ``rounds`` rounds, the calls in a rotating order, each
+    right after ``before`` (untimed) if given."""
     names = list(calls)
     samples: dict[str, list[float]] = {name: [] for name in names}
     clock = time.perf_counter
@@ -168,6 +163,8 @@ def measure(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, li
         shift = i % len(names)
         for name in names[shift:] + names[:shift]:
             call = calls[name]
+            if before is not None:
+                before()
             started = clock()
             call()
             samples[name].append(clock() - started)
