@@ -24,8 +24,7 @@ def soak():
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_short_soak(soak, backend):
-    # faults only: the default mix's "rate limit exceeded[rate=0.1]" answers make flushkit
-    # pace those collections 10 s apart, so most calls would fail fast, by design
+    # faults only: the server's rate limiter off, to compare the faults alone
     report = soak.run_soak(calls=1500, concurrency=64, backend=backend, faults_only=True)
     assert sum(report.outcomes.values()) == 1500
     assert report.undocumented == []
@@ -37,3 +36,16 @@ def test_short_soak(soak, backend):
     assert report.slowest <= soak.TIMEOUT + 1.0  # the soak's own hang guard
     assert report.outcomes["success"] > 500
     assert report.rss_end_mb - report.rss_start_mb < 30, report
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_short_soak_under_the_servers_rate_limit(soak, backend):
+    # The default mix: the server throttles each collection as Milvus does, on top of the
+    # faults; flushkit paces and shares, and fails fast only when a budget cannot wait.
+    report = soak.run_soak(calls=1000, concurrency=64, backend=backend)
+    assert sum(report.outcomes.values()) == 1000
+    assert report.undocumented == []
+    assert report.hung == 0
+    assert report.lanes_left == 0
+    assert report.throttled > 0  # the limiter answered, and the calls waited it out
+    assert report.outcomes["success"] > 500, report.outcomes
