@@ -295,3 +295,20 @@ def test_timeout_and_coalescing_are_preparers():
     # An earlier deadline already there stays.
     early = {**fixed, **fields, "deadline": 101.0, "timeout": 2.5, "started": 100.0}
     assert chain.request(early).deadline == 101.0
+
+
+def test_a_preparer_that_adds_or_drops_a_field_is_a_clear_error():
+    class Typo(RequestPreparer):
+        def prepare(self, fields):
+            fields["colection_names"] = ("x",)
+
+    class Drop(RequestPreparer):
+        def prepare(self, fields):
+            del fields["wait"]
+
+    fields = {field.name: getattr(REQUEST, field.name) for field in dataclasses.fields(REQUEST)}
+    with pytest.raises(TypeError, match=r"unknown: \['colection_names'\]"):
+        Chain([Typo()], Core()).request(dict(fields))
+    with pytest.raises(TypeError, match=r"missing: \['wait'\]"):
+        Chain([Drop()], Core()).request(dict(fields))
+    assert Chain([Stamp("ok")], Core()).request(dict(fields)).db_name == "default+ok"

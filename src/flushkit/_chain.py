@@ -33,9 +33,18 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from types import GeneratorType
 from typing import Any, Generic, Protocol, TypeVar
 
-from ._models import FlushRequest, FlushResult, Pause, RequestChanges, new_request
+from ._models import (
+    REQUEST_FIELDS,
+    FlushRequest,
+    FlushResult,
+    Pause,
+    RequestChanges,
+    new_request,
+)
 
 __all__ = ["Chain", "Flow", "Middleware", "RequestPreparer", "Steps"]
+
+_REQUEST_FIELD_COUNT = len(REQUEST_FIELDS)
 
 Effect = TypeVar("Effect")
 
@@ -97,8 +106,11 @@ class Chain(Generic[Effect]):
     def request(self, fields: dict[str, Any]) -> FlushRequest:
         """A call's request of ``fields`` (all of a request's fields, in a dict that
         becomes the request's own), prepared by the chain's preparers."""
-        for prepare in self.preparers:
-            prepare(fields)  # type: ignore[arg-type]
+        if self.preparers:
+            for prepare in self.preparers:
+                prepare(fields)  # type: ignore[arg-type]
+            if len(fields) != _REQUEST_FIELD_COUNT:  # a preparer added or dropped a field
+                raise _bad_fields(self.preparers, fields)
         return new_request(fields)
 
     def steps(self, request: FlushRequest) -> Steps[Effect]:
@@ -213,6 +225,16 @@ class Steps(Iterator[Effect | Pause]):
                 "it must return the FlushResult (result = yield request; return result)"
             )
         return value
+
+
+def _bad_fields(preparers: tuple[Any, ...], fields: dict[str, Any]) -> TypeError:
+    unknown = sorted(set(fields) - REQUEST_FIELDS)
+    missing = sorted(REQUEST_FIELDS - set(fields))
+    return TypeError(
+        f"a request preparer of {[p.__self__ for p in preparers]!r} changed the request's "
+        f"fields themselves (unknown: {unknown}, missing: {missing}); prepare(fields) may "
+        "only change the values of FlushRequest's fields"
+    )
 
 
 def _not_a_flow(middleware: Middleware, flow: object) -> TypeError:

@@ -93,8 +93,8 @@ class FlushRequest:
 
     def replace(self, **changes: Unpack[RequestChanges]) -> FlushRequest:
         """A copy of this request with the fields given changed."""
-        if not _REQUEST_FIELDS.issuperset(changes):
-            unknown = ", ".join(sorted(set(changes) - _REQUEST_FIELDS))
+        if not REQUEST_FIELDS.issuperset(changes):
+            unknown = ", ".join(sorted(set(changes) - REQUEST_FIELDS))
             raise TypeError(f"FlushRequest has no field {unknown}")
         return new_request({**self.__dict__, **changes})
 
@@ -114,7 +114,8 @@ class RequestChanges(TypedDict, total=False):
     trace: Trace | None
 
 
-_REQUEST_FIELDS = frozenset(field.name for field in dataclasses.fields(FlushRequest))
+#: The names of a request's fields.
+REQUEST_FIELDS = frozenset(field.name for field in dataclasses.fields(FlushRequest))
 
 
 def new_request(fields: dict[str, Any]) -> FlushRequest:
