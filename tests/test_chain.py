@@ -312,3 +312,5 @@ def test_a_preparer_that_adds_or_drops_a_field_is_a_clear_error():
     with pytest.raises(TypeError, match=r"missing: \['wait'\]"):
         Chain([Drop()], Core()).request(dict(fields))
     assert Chain([Stamp("ok")], Core()).request(dict(fields)).db_name == "default+ok"
+    with pytest.raises(TypeError, match="colection_names"):  # called as a flow too
+        next(Typo()(REQUEST))

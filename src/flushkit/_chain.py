@@ -72,9 +72,7 @@ class RequestPreparer:
         raise NotImplementedError
 
     def __call__(self, request: FlushRequest) -> Flow:
-        fields: Any = {**request.__dict__}
-        self.prepare(fields)
-        result: FlushResult = yield new_request(fields)
+        result: FlushResult = yield _prepared((self.prepare,), {**request.__dict__})
         return result
 
 
@@ -106,12 +104,7 @@ class Chain(Generic[Effect]):
     def request(self, fields: dict[str, Any]) -> FlushRequest:
         """A call's request of ``fields`` (all of a request's fields, in a dict that
         becomes the request's own), prepared by the chain's preparers."""
-        if self.preparers:
-            for prepare in self.preparers:
-                prepare(fields)  # type: ignore[arg-type]
-            if len(fields) != _REQUEST_FIELD_COUNT:  # a preparer added or dropped a field
-                raise _bad_fields(self.preparers, fields)
-        return new_request(fields)
+        return _prepared(self.preparers, fields) if self.preparers else new_request(fields)
 
     def steps(self, request: FlushRequest) -> Steps[Effect]:
         """Walk the chain for one call."""
@@ -225,6 +218,15 @@ class Steps(Iterator[Effect | Pause]):
                 "it must return the FlushResult (result = yield request; return result)"
             )
         return value
+
+
+def _prepared(preparers: tuple[Any, ...], fields: dict[str, Any]) -> FlushRequest:
+    """The request of ``fields`` once each of ``preparers`` changed them."""
+    for prepare in preparers:
+        prepare(fields)
+    if len(fields) != _REQUEST_FIELD_COUNT:  # a preparer added or dropped a field
+        raise _bad_fields(preparers, fields)
+    return new_request(fields)
 
 
 def _bad_fields(preparers: tuple[Any, ...], fields: dict[str, Any]) -> TypeError:

@@ -21,7 +21,7 @@ from ._effects import Await, Call, Start
 from ._exceptions import ClientClosedError
 from ._grpc.transport import Transport, transport_for
 from ._lanes import Lanes
-from ._models import FlushRequest, FlushResult, Pause
+from ._models import REQUEST_DEFAULTS, FlushRequest, FlushResult, Pause
 from ._validation import collection_names_of, db_name_of, interval_of, timeout_of, wait_of
 from .middleware import default_middleware
 
@@ -64,11 +64,9 @@ class FlusherBase:
         address, port = _split_address(self._transport.connection.address)
         #: The request fields that are the same for every call of this flusher.
         self._fixed: dict[str, Any] = {
+            **REQUEST_DEFAULTS,
             "server_address": address,
             "server_port": port,
-            "deadline": None,
-            "coalesce": False,
-            "trace": None,
         }
         self._closed = False
 

@@ -168,7 +168,7 @@ def _answers(request: FlushRequest, plan: Plan) -> list[Answer]:
     if len(tickets) == 1:
         ticket = tickets[0]
         response = ticket.outcome()
-        return [(response, request, _status_of(ticket, response), ticket.coalesced)]
+        return [(response, request, _status_of(ticket), ticket.coalesced)]
     groups: list[tuple[Any, list[str], Ticket]] = []  # a response, its collections
     for ticket in tickets:
         response = ticket.outcome()
@@ -183,13 +183,14 @@ def _answers(request: FlushRequest, plan: Plan) -> list[Answer]:
         part = request
         if len(names) < len(request.collection_names):
             part = request.replace(collection_names=tuple(names))
-        answers.append((response, part, _status_of(first, response), first.coalesced))
+        answers.append((response, part, _status_of(first), first.coalesced))
     return answers
 
 
-def _status_of(ticket: Ticket, response: Any) -> Status:
-    status = ticket.status
-    return Status.from_proto(response.status) if status is None else status
+def _status_of(ticket: Ticket) -> Status:
+    """The status of the ticket's answer (made with it, once per Flush answer)."""
+    assert ticket.status is not None
+    return ticket.status
 
 
 def _may_name_a_missing_database(request: FlushRequest, answers: list[Answer]) -> bool:

@@ -116,6 +116,14 @@ class RequestChanges(TypedDict, total=False):
 
 #: The names of a request's fields.
 REQUEST_FIELDS = frozenset(field.name for field in dataclasses.fields(FlushRequest))
+#: The fields a request has a default for, with their defaults.
+REQUEST_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        field.name: field.default
+        for field in dataclasses.fields(FlushRequest)
+        if field.default is not dataclasses.MISSING
+    }
+)
 
 
 def new_request(fields: dict[str, Any]) -> FlushRequest:
@@ -205,7 +213,7 @@ def result_from_proto(
             "coll_flush_ts": _numbers(response.coll_flush_ts),
             "db_name": response.db_name or request.db_name,
             "status": status,
-            "elapsed": time.monotonic() - request.started,
+            "elapsed": _elapsed(request),
             "persisted": persisted,
             "attempts": 1,
             "coalesced": coalesced,
