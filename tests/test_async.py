@@ -105,6 +105,25 @@ async def test_callers_scope_deadline_becomes_the_rpc_deadline(fake, async_flush
     assert remaining is not None and remaining <= 0.3 + 0.01
 
 
+async def test_callers_scope_that_ends_while_the_loop_is_busy_still_cancels(fake, async_flusher):
+    """The RPC's deadline (the scope's) and the scope's own end arrive in one pass of an
+    event loop that was busy: the flush then resumes with the RPC's DEADLINE_EXCEEDED in
+    a scope already cancelled, and the caller still sees its runtime's cancellation."""
+    fake.script_flush(hang())
+    flusher = async_flusher()
+
+    async def freeze_the_loop_once_the_flush_is_sent():
+        while not fake.flush_calls:
+            await anyio.sleep(0.005)
+        time.sleep(1.0)  # past the scope's 0.3 s: both ends arrive during this
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(freeze_the_loop_once_the_flush_is_sent)
+        with anyio.move_on_after(0.3) as scope:
+            await flusher.flush("docs", timeout=10.0)
+    assert scope.cancelled_caught
+
+
 async def test_cancelled_task_group_cancels_the_rpc(fake, async_flusher):
     fake.script_flush(hang())
     flusher = async_flusher()

@@ -181,7 +181,9 @@ class Transport:
             if scope_first and exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
                 # The caller's own cancel scope set this deadline: let it cancel us, so
                 # the caller sees its runtime's cancellation, not a FlushTimeoutError.
-                await anyio.sleep(anyio.current_effective_deadline() - anyio.current_time())
+                # (Once the scope is cancelled its deadline reads -inf: sleep_until
+                # then only checkpoints, which delivers the cancellation.)
+                await anyio.sleep_until(anyio.current_effective_deadline())
             raise error_from_rpc(exc, call) from None
 
     async def _bridge(self, call: Call, timeout: float | None) -> Any:
