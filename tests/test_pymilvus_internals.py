@@ -23,6 +23,7 @@ def test_client_exposes_handler_channel_and_config(fake):
         assert dict(connection.metadata("prod")) == {
             "dbname": "prod",
             "authorization": "cm9vdDpNaWx2dXM=",  # base64 of root:Milvus, as pymilvus sends
+            "identifier": str(client._handler._identifier),  # registered at connect
         }
         assert "root:Milvus" not in repr(connection) and "cm9vdD" not in repr(connection)
     finally:
@@ -83,7 +84,8 @@ def test_async_client_connects_lazily_and_exposes_its_grpc_aio_channel(fake):
         assert client._handler is None and connection.current_channel() is None  # lazy
         assert connection.address == f"127.0.0.1:{fake.port}"
         assert connection.db_name == "prod"
-        assert dict(connection.metadata("prod"))["authorization"] == "cm9vdDpNaWx2dXM="
+        # The channel's interceptors add the credential and identifier: only the database
+        assert connection.metadata("prod") == (("dbname", "prod"),)
         channel = await connection.connect()
         assert isinstance(channel, grpc.aio.Channel)
         assert channel is client._handler._final_channel  # pymilvus's interceptors on it
@@ -91,3 +93,73 @@ def test_async_client_connects_lazily_and_exposes_its_grpc_aio_channel(fake):
         assert client._handler is None
 
     anyio.run(main, backend="asyncio")
+
+
+PER_CALL_HEADERS = {"client-request-id", "client-request-unixmsec", "user-agent"}
+
+
+@pytest.fixture
+def raw_headers(monkeypatch):
+    """Every Flush's headers as the test server received them, repeats included."""
+    import flushkit.testing
+
+    received: list[list[tuple[str, str]]] = []
+    new_call = flushkit.testing._new_call
+
+    def recording(method, request, context):
+        if method == "Flush":
+            received.append([(k, str(v)) for k, v in context.invocation_metadata() or ()])
+        return new_call(method, request, context)
+
+    monkeypatch.setattr(flushkit.testing, "_new_call", recording)
+    return received
+
+
+def _sent(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return sorted(h for h in headers if h[0] not in PER_CALL_HEADERS)
+
+
+def test_flushkit_sends_the_headers_pymilvus_sends_each_once(fake, raw_headers):
+    """Blocking MilvusClient: database, credential and the connection's identifier, as
+    pymilvus's own flush sends them (flushkit adds them itself on the raw channel)."""
+    import flushkit
+
+    client = MilvusClient(uri=fake.uri, token="root:Milvus", db_name="prod")
+    try:
+        client.flush("docs")
+        flushkit.Flusher(client).flush("docs")
+        replace_channel(client)  # a new connection registers a new identifier
+        client.flush("docs")
+        flushkit.Flusher(client).flush("docs")
+    finally:
+        client.close()
+    pymilvus_first, ours_first, pymilvus_then, ours_then = raw_headers[-4:]
+    assert _sent(ours_first) == _sent(pymilvus_first)
+    assert {k for k, _ in _sent(ours_first)} == {"dbname", "authorization", "identifier"}
+    # After a reconnect pymilvus 3 registers anew but its handler keeps the first
+    # identifier, which flushkit reads: the same registration, still this client's.
+    without_identifier = [h for h in _sent(pymilvus_then) if h[0] != "identifier"]
+    assert [h for h in _sent(ours_then) if h[0] != "identifier"] == without_identifier
+    assert dict(ours_then)["identifier"] == dict(ours_first)["identifier"]
+
+
+def test_async_client_flushes_carry_the_headers_pymilvus_sends_each_once(fake, raw_headers):
+    """AsyncMilvusClient: its interceptors add credential and identifier, flushkit the
+    database; nothing twice."""
+    import anyio
+    from pymilvus import AsyncMilvusClient
+
+    import flushkit
+
+    async def main() -> None:
+        client = AsyncMilvusClient(uri=fake.uri, token="root:Milvus", db_name="prod")
+        try:
+            await client.flush("docs")
+            await flushkit.AsyncFlusher(client).flush("docs")
+        finally:
+            await client.close()
+
+    anyio.run(main, backend="asyncio")
+    pymilvus_sent, ours = raw_headers[-2:]
+    assert _sent(ours) == _sent(pymilvus_sent)
+    assert {k for k, _ in _sent(ours)} == {"dbname", "authorization", "identifier"}
