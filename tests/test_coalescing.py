@@ -86,7 +86,7 @@ def test_callers_that_arrive_during_an_rpc_share_the_next(fake, client, runtime)
 
 
 def test_a_caller_that_times_out_does_not_fail_or_cancel_the_shared_rpc(fake, client, runtime):
-    fake.script_flush(delay(0.3), delay(0.3))
+    fake.script_flush(delay(0.3), delay(1.0))
     callers = [
         Caller(),
         Caller(at=0.05, after_lead=True, options={"timeout": 0.45}),
@@ -94,14 +94,15 @@ def test_a_caller_that_times_out_does_not_fail_or_cancel_the_shared_rpc(fake, cl
     ]
     _, quitter, stayer = run_together(runtime, client, callers)
     assert isinstance(quitter, flushkit.FlushTimeoutError)
-    assert 0.4 <= callers[1].ended - callers[1].began < 0.6  # its own deadline, not later
+    assert callers[1].ended - callers[1].began >= 0.4
+    assert callers[1].ended < fake.flush_calls[1].ended  # its own deadline, not the RPC's end
     assert isinstance(stayer, flushkit.FlushResult) and stayer.coalesced
     assert len(fake.flush_calls) == 2 and not fake.flush_calls[1].cancelled
 
 
 @pytest.mark.parametrize("runtime", ["asyncio", "trio"])
 def test_a_cancelled_caller_does_not_cancel_the_shared_rpc(fake, client, runtime):
-    fake.script_flush(delay(0.3), delay(0.3))
+    fake.script_flush(delay(0.3), delay(1.0))
     callers = [
         Caller(),
         Caller(at=0.05, after_lead=True, cancel_after=0.4),
@@ -109,7 +110,7 @@ def test_a_cancelled_caller_does_not_cancel_the_shared_rpc(fake, client, runtime
     ]
     _, quitter, stayer = run_together(runtime, client, callers)
     assert quitter == CANCELLED
-    assert callers[1].ended - callers[1].began < 0.55
+    assert callers[1].ended < fake.flush_calls[1].ended  # gone at once, not at the RPC's end
     assert isinstance(stayer, flushkit.FlushResult) and stayer.coalesced
     assert len(fake.flush_calls) == 2 and not fake.flush_calls[1].cancelled
 
@@ -204,7 +205,7 @@ def test_each_waiting_caller_polls_until_persisted(fake, client, runtime):
 
 def test_callers_that_do_not_wait_are_answered_at_the_flush(fake, client, runtime):
     fake.script_flush(delay(0.3))
-    fake.script_flush_state(delay(0.4, flushed(True)))  # the waiter's poll
+    fake.script_flush_state(delay(1.0, flushed(True)))  # the waiter's poll
     callers = [
         Caller(),
         Caller(at=0.05, after_lead=True),
@@ -213,7 +214,7 @@ def test_callers_that_do_not_wait_are_answered_at_the_flush(fake, client, runtim
     _, quick, waiter = run_together(runtime, client, callers)
     assert not quick.persisted and waiter.persisted
     assert quick.coalesced and waiter.coalesced
-    assert callers[2].ended - callers[1].ended > 0.3
+    assert callers[1].ended < fake.flush_state_calls[-1].ended  # not held for the poll
 
 
 def test_a_waiter_that_times_out_leaves_the_others_waiting(fake, client, runtime):
