@@ -22,7 +22,6 @@ Neither structlog nor stdlib logging is ever configured here.
 from __future__ import annotations
 
 import logging
-import operator
 from typing import Any
 
 import structlog
@@ -78,7 +77,7 @@ class DefaultLogger:
         self.name = name
         self._stdlib = StdlibLogger(logging.getLogger(name))
         self._proxy = structlog.get_logger(name)
-        self._bound: tuple[tuple[Any, ...], Any, bool] | None = None
+        self._bound: tuple[dict[str, Any], Any, bool] | None = None
 
     def current(self) -> tuple[Any, bool]:
         """The logger to call now, and whether it logs debug events.
@@ -91,9 +90,9 @@ class DefaultLogger:
         if not structlog.is_configured():
             stdlib = self._stdlib
             return stdlib, stdlib.logger.isEnabledFor(_DEBUG)
-        config = tuple(structlog.get_config().values())
+        config = structlog.get_config()
         bound = self._bound
-        if bound is None or not all(map(operator.is_, bound[0], config)):
+        if bound is None or bound[0] != config:  # compared in C, each value by identity first
             logger = self._proxy.bind()
             enabled = getattr(logger, "is_enabled_for", None)
             debug = True if enabled is None else bool(enabled(_DEBUG))

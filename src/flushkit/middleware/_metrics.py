@@ -29,6 +29,7 @@ from .._chain import Flow
 from .._exceptions import FlushError
 from .._models import FlushRequest, FlushResult
 from .._version import __version__
+from ._otel_internals import instrument_records_nothing
 from ._tracing import error_attributes, request_attributes
 
 #: The advisory bucket boundaries of ``db.client.operation.duration``, in seconds.
@@ -72,9 +73,12 @@ class MetricsMiddleware:
             if isinstance(exc, FlushError):
                 self._record_flags(exc.coalesced, exc.throttled, exc.paced, failed)
             raise
+        flagged = result.coalesced or result.throttled or result.paced
+        if not flagged and instrument_records_nothing(self.duration):
+            return result  # no meter provider yet: nothing would be recorded
         attributes = request_attributes(request)
         self.duration.record(time.monotonic() - request.started, attributes)
-        if result.coalesced or result.throttled or result.paced:
+        if flagged:
             self._record_flags(result.coalesced, result.throttled, result.paced, attributes)
         return result
 

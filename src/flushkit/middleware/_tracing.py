@@ -46,6 +46,7 @@ from .._chain import Flow
 from .._exceptions import FlushError
 from .._models import FlushRequest, FlushResult, Trace
 from .._version import __version__
+from ._otel_internals import is_global_proxy, no_tracer_provider
 
 #: The span attribute of a call whose Flush RPC was shared with other calls.
 COALESCED = "flushkit.coalesced"
@@ -62,8 +63,13 @@ class TracingMiddleware:
 
     def __init__(self, tracer_provider: Any = None) -> None:
         self.tracer = trace.get_tracer("flushkit", __version__, tracer_provider=tracer_provider)
+        #: The global provider's proxy: it records once the application installs one.
+        self._proxy = is_global_proxy(self.tracer)
 
     def __call__(self, request: FlushRequest) -> Flow:
+        if self._proxy and no_tracer_provider():  # its span could not record: skip it
+            skipped: FlushResult = yield request
+            return skipped
         single = len(request.collection_names) == 1
         target = request.collection_names[0] if single else request.db_name
         span = self.tracer.start_span(f"flush {target}", kind=SpanKind.CLIENT)
