@@ -28,7 +28,8 @@ Then the same transport-replaced calls *in situ*: each right after a bare Flush 
 Lite (wall time of the call alone, median over ``--rounds`` rotating rounds, less the
 median of timing nothing). Code right after an RPC runs with the RPC's code and data in
 the caches instead of its own: several times its warm cost, and the figure that the
-paired overhead above is made of.
+paired overhead above is made of. And in situ, each middleware of the default chain alone
+(transport replaced), less the empty chain: what each costs a quiet call where it counts.
 """
 
 from __future__ import annotations
@@ -126,6 +127,22 @@ def warm_variants(client: MilvusClient) -> dict[str, Callable[[], object]]:
     }
 
 
+def middleware_alone(client: MilvusClient) -> dict[str, Callable[[], object]]:
+    """Transport-replaced calls through the empty chain and through each default
+    middleware alone (named by its class)."""
+    response: Any = canned_response()
+
+    def alone(middleware: list[Any]) -> Callable[[], object]:
+        flusher = flushkit.Flusher(client, timeout=10.0, middleware=middleware)
+        flusher._transport.call = lambda call: response  # type: ignore[method-assign]
+        return functools.partial(flusher.flush, COLLECTION)
+
+    calls = {"empty chain": alone([])}
+    for middleware in flushkit.default_middleware():
+        calls[type(middleware).__name__] = alone([middleware])
+    return calls
+
+
 def warm_cpu(calls: dict[str, Callable[[], object]], n: int, repeats: int) -> dict[str, float]:
     """Microseconds of CPU per call, best of ``repeats`` runs of ``n`` calls each,
     the variants taking turns."""
@@ -191,6 +208,7 @@ def main() -> int:
         warm = warm_cpu(warm_calls, args.warm_calls, args.repeats)
         situ_calls = {k: v for k, v in warm_calls.items() if k.startswith("transport")}
         situ = in_situ(calls["bare"], situ_calls, args.rounds)
+        each = in_situ(calls["bare"], middleware_alone(client), args.rounds)
         client.close()
 
     print(f"Milvus Lite, {args.repeats} x {args.rounds} interleaved rounds")
@@ -220,8 +238,12 @@ def main() -> int:
     print(f"{'variant':<34} {'us':>7} {'x warm':>7}")
     for name, micros in situ.items():
         print(f"{name:<34} {micros:>7.2f} {micros / warm[name]:>7.1f}")
+    print(f"\nin situ, each default middleware alone, median of {args.rounds} rounds")
+    print(f"{'variant':<34} {'us':>7} {'+ us':>7}")
+    for name, micros in each.items():
+        print(f"{name:<34} {micros:>7.2f} {micros - each['empty chain']:>+7.1f}")
     if args.json:
-        report_all = {**report, "warm_cpu_us": warm, "in_situ_us": situ}
+        report_all = {**report, "warm_cpu_us": warm, "in_situ_us": situ, "in_situ_alone_us": each}
         args.json.write_text(json.dumps(report_all, indent=2))
     return 0
 
