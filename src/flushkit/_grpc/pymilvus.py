@@ -1,14 +1,15 @@
 """Everything flushkit reads from pymilvus's private attributes, in one place.
 
 flushkit sends its RPCs on the gRPC channel of the user's client, so the user's URI, TLS
-settings and Milvus Lite files apply, with the headers pymilvus's own Flush carries: the
-database, the credential and the client identifier pymilvus registered when it connected.
-On a ``MilvusClient`` the RPCs go on the raw channel and flushkit adds those headers itself
-(pymilvus's Python interceptors cost more per call than all of flushkit's quiet chain); on
-an ``AsyncMilvusClient`` they go through the channel's interceptors, which add the
-credential and identifier, and flushkit adds the database. This module is the only one that
-touches pymilvus internals; ``tests/test_pymilvus_internals.py`` fails loudly when they
-change.
+settings and Milvus Lite files apply. On a ``MilvusClient`` the RPCs go on the raw channel
+and flushkit adds the database and credential headers itself (pymilvus's Python
+interceptors cost more per call than all of flushkit's quiet chain); pymilvus's client
+identifier header, which the server uses only to list connected clients, is not sent: the
+handler's ``_identifier`` is not updated when pymilvus 3 reconnects, and a stale one would
+name another registration. On an ``AsyncMilvusClient`` the RPCs go through the channel's
+interceptors, which add the credential and the identifier, and flushkit adds the database.
+This module is the only one that touches pymilvus internals;
+``tests/test_pymilvus_internals.py`` fails loudly when they change.
 
 pymilvus replaces a handler's channel when it reconnects, so the channel is looked up on
 every call, never kept.
@@ -61,7 +62,6 @@ class MilvusConnection:
             (("authorization", base64.b64encode(token.encode()).decode()),) if token else ()
         )
         self._metadata: dict[str, Metadata] = {}
-        self._identifier: object = None  # the one self._metadata's entries carry
         #: Calls with equal identities may share an RPC: same server, same credential.
         self.identity: tuple[str, Metadata] = (self.address, self._auth)
 
@@ -80,20 +80,15 @@ class MilvusConnection:
         return str(self._config.db_name or "default")
 
     def metadata(self, db_name: str) -> Metadata:
-        """gRPC metadata for a call in ``db_name``: the database, the credential and the
-        client's identifier (pymilvus registers one when it connects), as pymilvus's
-        interceptors and its own Flush send them."""
-        identifier = getattr(self._client._handler, "_identifier", None)
-        if identifier != self._identifier:  # a new connection registered anew
-            self._metadata, self._identifier = {}, identifier
+        """gRPC metadata for a call in ``db_name``: the database and the credential, as
+        pymilvus's own Flush sends them."""
         metadata = self._metadata.get(db_name)
         if metadata is None:
-            metadata = self._metadata[db_name] = self._headers(db_name, identifier)
+            metadata = self._metadata[db_name] = self._headers(db_name)
         return metadata
 
-    def _headers(self, db_name: str, identifier: object) -> Metadata:
-        registered = () if identifier is None else (("identifier", str(identifier)),)
-        return (("dbname", db_name), *self._auth, *registered)
+    def _headers(self, db_name: str) -> Metadata:
+        return (("dbname", db_name), *self._auth)
 
     def __repr__(self) -> str:  # never shows the credential
         return f"MilvusConnection(address={self.address!r}, db_name={self.db_name!r})"
@@ -117,7 +112,7 @@ class AsyncMilvusConnection(MilvusConnection):
     def channel(self) -> grpc.Channel:
         raise TypeError("an AsyncMilvusClient's channel is grpc.aio: use current_channel()")
 
-    def _headers(self, db_name: str, identifier: object) -> Metadata:
+    def _headers(self, db_name: str) -> Metadata:
         # The channel's interceptors add the credential and the identifier.
         return (("dbname", db_name),)
 
