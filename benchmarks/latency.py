@@ -15,9 +15,10 @@ the repeats. Runtimes:
 * trio: the bare blocking RPC called in the trio thread (baseline), the bare future
   bridge, flushkit quiet and full.
 
-Quiet: structlog filtering below WARNING, no OpenTelemetry SDK. Full: structlog rendering
-JSON to a file (every success event included), the OpenTelemetry SDK with a batch span
-processor. Throughput: calls/s with 1, 8, 64 and 256 concurrent callers.
+Quiet: structlog filtering below WARNING, no OpenTelemetry SDK. Full (``full_telemetry``):
+structlog rendering JSON to a file (every success event included), the OpenTelemetry SDK
+with a batch span processor, and a meter provider with a metric reader. Throughput: calls/s
+with 1, 8, 64 and 256 concurrent callers.
 
     python benchmarks/latency.py [--server lite|standalone|both] [--calls 2000] [--repeats 3]
         [--json results.json] [--plots docs/]
@@ -42,6 +43,8 @@ from typing import Any
 import anyio
 import structlog
 from _servers import server
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from pymilvus import AsyncMilvusClient, MilvusClient
@@ -67,6 +70,25 @@ class DropSpans(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
+def full_telemetry(log_file: Any) -> dict[str, Any]:
+    """``default_middleware`` arguments of an instrumented production service: structlog
+    rendering JSON lines to ``log_file``, an OpenTelemetry SDK tracer provider with a
+    batch span processor (its exporter drops the spans) and an SDK meter provider with a
+    metric reader. Call ``shutdown()`` on both providers when done."""
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(DropSpans()))
+    logger = structlog.wrap_logger(
+        structlog.PrintLogger(log_file),
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.processors.JSONRenderer(),
+        ],
+    )
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return {"logger": logger, "tracer_provider": tracer_provider, "meter_provider": meter_provider}
+
+
 class Setup:
     """One server, one client, and every variant's callable."""
 
@@ -83,19 +105,9 @@ class Setup:
             response_deserializer=milvus_pb2.FlushResponse.FromString,
             _registered_method=True,
         )
-        provider = TracerProvider()
-        provider.add_span_processor(BatchSpanProcessor(DropSpans()))
-        self.provider = provider
-        full_logger = structlog.wrap_logger(
-            structlog.PrintLogger(log_file),
-            processors=[
-                structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso"),
-                structlog.processors.JSONRenderer(),
-            ],
-        )
+        self.telemetry = full_telemetry(log_file)
         self.quiet = flushkit.default_middleware()
-        self.full = flushkit.default_middleware(logger=full_logger, tracer_provider=provider)
+        self.full = flushkit.default_middleware(**self.telemetry)
         #: The quiet chain without coalescing: one RPC per call, like the bare variants.
         self.alone = [m for m in self.quiet if not isinstance(m, flushkit.CoalescingMiddleware)]
 
@@ -331,7 +343,8 @@ def run(kind: str, calls: int, repeats: int, seconds: float) -> dict[str, Any]:
             for name in runs[-1]:
                 raw[f"{runtime} {name}"] = runs[-1][name]
         report["throughput"] = {str(n): throughput(setup, n, seconds) for n in (1, 8, 64, 256)}
-        setup.provider.shutdown()
+        setup.telemetry["tracer_provider"].shutdown()
+        setup.telemetry["meter_provider"].shutdown()
         report["raw_last_repeat"] = raw
         return report
 

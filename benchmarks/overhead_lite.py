@@ -29,7 +29,10 @@ Lite (wall time of the call alone, median over ``--rounds`` rotating rounds, les
 median of timing nothing). Code right after an RPC runs with the RPC's code and data in
 the caches instead of its own: several times its warm cost, and the figure that the
 paired overhead above is made of. And in situ, each middleware of the default chain alone
-(transport replaced), less the empty chain: what each costs a quiet call where it counts.
+(transport replaced), less the empty chain: what each costs where it counts, quiet and
+with full telemetry (``latency.full_telemetry``: structlog JSON lines to a file, the
+OpenTelemetry SDK's tracer provider with a batch processor, a meter provider with a
+reader).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from latency import full_telemetry
 from pymilvus import MilvusClient
 from pymilvus.grpc_gen import milvus_pb2
 
@@ -127,9 +131,11 @@ def warm_variants(client: MilvusClient) -> dict[str, Callable[[], object]]:
     }
 
 
-def middleware_alone(client: MilvusClient) -> dict[str, Callable[[], object]]:
+def middleware_alone(
+    client: MilvusClient, telemetry: dict[str, Any] | None = None
+) -> dict[str, Callable[[], object]]:
     """Transport-replaced calls through the empty chain and through each default
-    middleware alone (named by its class)."""
+    middleware alone (named by its class), made by ``default_middleware(**telemetry)``."""
     response: Any = canned_response()
 
     def alone(middleware: list[Any]) -> Callable[[], object]:
@@ -138,7 +144,7 @@ def middleware_alone(client: MilvusClient) -> dict[str, Callable[[], object]]:
         return functools.partial(flusher.flush, COLLECTION)
 
     calls = {"empty chain": alone([])}
-    for middleware in flushkit.default_middleware():
+    for middleware in flushkit.default_middleware(**(telemetry or {})):
         calls[type(middleware).__name__] = alone([middleware])
     return calls
 
@@ -209,6 +215,12 @@ def main() -> int:
         situ_calls = {k: v for k, v in warm_calls.items() if k.startswith("transport")}
         situ = in_situ(calls["bare"], situ_calls, args.rounds)
         each = in_situ(calls["bare"], middleware_alone(client), args.rounds)
+        with Path(tmp, "log.jsonl").open("w") as log_file:
+            telemetry = full_telemetry(log_file)
+            full_calls = middleware_alone(client, telemetry)
+            each_full = in_situ(calls["bare"], full_calls, args.rounds)
+            telemetry["tracer_provider"].shutdown()
+            telemetry["meter_provider"].shutdown()
         client.close()
 
     print(f"Milvus Lite, {args.repeats} x {args.rounds} interleaved rounds")
@@ -239,11 +251,21 @@ def main() -> int:
     for name, micros in situ.items():
         print(f"{name:<34} {micros:>7.2f} {micros / warm[name]:>7.1f}")
     print(f"\nin situ, each default middleware alone, median of {args.rounds} rounds")
-    print(f"{'variant':<34} {'us':>7} {'+ us':>7}")
+    print(f"{'variant':<34} {'quiet us':>9} {'+ us':>7} {'full us':>9} {'+ us':>7}")
     for name, micros in each.items():
-        print(f"{name:<34} {micros:>7.2f} {micros - each['empty chain']:>+7.1f}")
+        full = each_full[name]
+        print(
+            f"{name:<34} {micros:>9.2f} {micros - each['empty chain']:>+7.1f} "
+            f"{full:>9.2f} {full - each_full['empty chain']:>+7.1f}"
+        )
     if args.json:
-        report_all = {**report, "warm_cpu_us": warm, "in_situ_us": situ, "in_situ_alone_us": each}
+        report_all = {
+            **report,
+            "warm_cpu_us": warm,
+            "in_situ_us": situ,
+            "in_situ_alone_us": each,
+            "in_situ_alone_full_telemetry_us": each_full,
+        }
         args.json.write_text(json.dumps(report_all, indent=2))
     return 0
 
