@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import warnings
 
 import anyio
 import pytest
@@ -122,6 +124,37 @@ async def test_callers_scope_that_ends_while_the_loop_is_busy_still_cancels(fake
         with anyio.move_on_after(0.3) as scope:
             await flusher.flush("docs", timeout=10.0)
     assert scope.cancelled_caught
+
+
+async def test_a_budget_that_ends_as_the_async_client_connects_leaves_nothing_unawaited(
+    fake, async_flusher, monkeypatch
+):
+    """An AsyncMilvusClient connects on its first call, within what is left of the
+    budget. When the budget ends between the call's start and that connection (the
+    transport's second look at it), the call is a FlushTimeoutError and no connection
+    coroutine is left behind unawaited (Python would warn of one)."""
+    from flushkit._grpc import transport
+
+    flusher = async_flusher()
+    if not flusher._transport.asyncio_only:
+        pytest.skip("only an AsyncMilvusClient connects on its first call")
+    looks = []
+    remaining = transport._remaining
+
+    def ended_at_the_second_look(call):
+        looks.append(call)
+        if len(looks) == 2:
+            raise transport.timeout_error(call.request, "connecting")
+        return remaining(call)
+
+    monkeypatch.setattr(transport, "_remaining", ended_at_the_second_look)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(flushkit.FlushTimeoutError):
+            await flusher.flush("docs")
+        gc.collect()
+    assert len(looks) == 2
+    assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == []
 
 
 async def test_cancelled_task_group_cancels_the_rpc(fake, async_flusher):

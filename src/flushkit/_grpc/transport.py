@@ -230,8 +230,9 @@ class AioTransport(Transport):
         stub = self._ready_stub(call.method)
         if stub is not None:
             return stub
+        remaining = _remaining(call)  # first: a spent budget creates no coroutine
         try:  # the client's first call: connect it within the budget
-            await asyncio.wait_for(self._aio.connect(), _remaining(call))
+            await asyncio.wait_for(self._aio.connect(), remaining)
         except asyncio.TimeoutError:
             raise timeout_error(call.request, "connecting the AsyncMilvusClient") from None
         except FlushError:
