@@ -312,5 +312,11 @@ def test_a_preparer_that_adds_or_drops_a_field_is_a_clear_error():
     with pytest.raises(TypeError, match=r"missing: \['wait'\]"):
         Chain([Drop()], Core()).request(dict(fields))
     assert Chain([Stamp("ok")], Core()).request(dict(fields)).db_name == "default+ok"
+    class Rename(RequestPreparer):  # as many fields as before, one of them unknown
+        def prepare(self, fields):
+            fields["dbname"] = fields.pop("db_name")
+
+    with pytest.raises(TypeError, match=r"unknown: \['dbname'\], missing: \['db_name'\]"):
+        Chain([Rename()], Core()).request(dict(fields))
     with pytest.raises(TypeError, match="colection_names"):  # called as a flow too
         next(Typo()(REQUEST))

@@ -44,8 +44,6 @@ from ._models import (
 
 __all__ = ["Chain", "Flow", "Middleware", "RequestPreparer", "Steps"]
 
-_REQUEST_FIELD_COUNT = len(REQUEST_FIELDS)
-
 Effect = TypeVar("Effect")
 
 #: What a middleware returns: yields requests or pauses, receives results, returns one.
@@ -224,7 +222,7 @@ def _prepared(preparers: tuple[Any, ...], fields: dict[str, Any]) -> FlushReques
     """The request of ``fields`` once each of ``preparers`` changed them."""
     for prepare in preparers:
         prepare(fields)
-    if len(fields) != _REQUEST_FIELD_COUNT:  # a preparer added or dropped a field
+    if fields.keys() != REQUEST_FIELDS:  # a preparer added, dropped or renamed a field
         raise _bad_fields(preparers, fields)
     return new_request(fields)
 
