@@ -93,7 +93,7 @@ async def test_outer_cancel_scope_cancels_the_rpc_on_the_server(fake, async_flus
     with anyio.move_on_after(0.2) as scope:
         await flusher.flush("docs", timeout=5.0)
     assert scope.cancelled_caught
-    assert time.monotonic() - started < 0.2 + 0.1
+    assert time.monotonic() - started < 0.2 + 1.0  # the scope ended it, not the 5 s budget
     assert fake.wait_for_cancellations(1)
 
 
@@ -188,7 +188,7 @@ async def test_cancellation_during_the_wait_loop(fake, async_flusher):
     with anyio.move_on_after(0.3) as scope:
         await flusher.flush("docs", wait=True)
     assert scope.cancelled_caught
-    assert time.monotonic() - started < 0.3 + 0.1
+    assert time.monotonic() - started < 0.3 + 1.0  # long before the 1,000 polls' end
 
 
 async def test_context_manager_closes(client):

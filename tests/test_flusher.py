@@ -132,7 +132,8 @@ def test_timeout_covers_a_hanging_rpc_and_cancels_it_on_the_server(flush, fake):
     with pytest.raises(flushkit.FlushTimeoutError) as caught:
         flush(["docs", "images"], timeout=0.3)
     took = time.monotonic() - started
-    assert 0.25 <= took < 0.3 + 0.15
+    # the budget, not the hang, ended it (the fault matrix holds it to the budget + 50 ms)
+    assert 0.25 <= took < 0.3 + 1.0
     assert isinstance(caught.value, TimeoutError)
     assert "'docs'" in str(caught.value) and "0.3 s" in str(caught.value)
     assert fake.wait_for_cancellations(1)
@@ -191,12 +192,16 @@ def test_wait_for_several_collections(flush, fake):
     ]
 
 
-def test_wait_never_sleeps_past_the_deadline(flush, fake):
+def test_wait_never_sleeps_past_the_deadline(flush, fake, monkeypatch):
+    # pauses of 5 s between polls: a pause not cut at the deadline would overshoot it by
+    # seconds, far beyond any scheduling delay of a busy machine
+    monkeypatch.setattr(flushkit._core, "POLL_MIN", 5.0)
+    monkeypatch.setattr(flushkit._core, "POLL_MAX", 5.0)
     fake.script_flush_state(*[flushkit_never() for _ in range(1000)])
     started = time.monotonic()
     with pytest.raises(flushkit.FlushTimeoutError):
         flush("docs", wait=True, timeout=0.4)
-    assert time.monotonic() - started < 0.4 + 0.1
+    assert time.monotonic() - started < 0.4 + 1.5
 
 
 def flushkit_never():

@@ -153,7 +153,7 @@ def test_delay_then_answer(server: MilvusTestServer, stub: Stub) -> None:
     server.script_flush(delay(0.2), delay(0.05, then=status(65535, 1, "busy")))
     started = time.monotonic()
     assert stub.Flush(flush_request("docs"), timeout=2).status.code == 0
-    assert 0.2 <= time.monotonic() - started < 0.4
+    assert 0.2 <= time.monotonic() - started < 0.2 + 1.0
     assert stub.Flush(flush_request("docs"), timeout=2).status.reason == "busy"
     assert not any(call.cancelled for call in server.calls)
 
