@@ -171,6 +171,32 @@ def test_an_explicit_logger_is_used_as_is(runtime, client, fake, caplog):
     assert flushkit_records(caplog) == []
 
 
+@pytest.mark.parametrize("wrap", [lambda log: log, logging.LoggerAdapter], ids=["log", "adapter"])
+def test_a_stdlib_logger_passed_in_gets_records_like_the_default(
+    runtime, client, fake, caplog, wrap
+):
+    """``default_middleware(logger=logging.getLogger("myapp"))``: the records go to that
+    logger (its level applies), made as the default logger makes them; before, every
+    event was a TypeError from ``Logger._log`` that failed the flush itself."""
+    caplog.set_level(logging.INFO, logger="myapp")
+    fake.script_flush(UNAVAILABLE, ok(), NOT_FOUND)
+    chain = flushkit.default_middleware(logger=wrap(logging.getLogger("myapp")), retry=FAST_RETRY)
+    flush = flush_in(runtime, client, middleware=chain)
+    assert flush("docs").attempts == 2
+    with pytest.raises(flushkit.CollectionNotFoundError):
+        flush("docs")
+    records = [record for record in caplog.records if record.name == "myapp"]
+    assert [(r.levelno, r.getMessage().split()[0]) for r in records] == [
+        (logging.INFO, "flushkit.flush.retrying"),  # the success is debug: below INFO
+        (logging.WARNING, "flushkit.flush.failed"),
+    ]
+    assert records[1].getMessage().startswith("flushkit.flush.failed collections=['docs'] ")
+    assert " error='CollectionNotFoundError' " in records[1].getMessage()
+    if isinstance(chain[2].logger.logger, logging.Logger):  # an adapter sets its own extra
+        assert records[1].flushkit["error"] == "CollectionNotFoundError"
+    assert flushkit_records(caplog) == []
+
+
 def test_an_unconfigured_application_sees_failures_only(fake):
     """A plain process, no logging configured anywhere: a successful flush prints nothing,
     a failed one is one line on stderr (Python's last-resort handler, warnings and up)."""

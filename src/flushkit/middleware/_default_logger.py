@@ -26,9 +26,19 @@ from typing import Any
 
 import structlog
 
-__all__ = ["DefaultLogger", "StdlibLogger"]
+__all__ = ["DefaultLogger", "StdlibLogger", "given_logger"]
 
 _DEBUG = logging.DEBUG
+
+
+def given_logger(logger: Any) -> Any:
+    """The logger a middleware calls for the ``logger`` it was given: a stdlib
+    ``logging.Logger`` (or ``LoggerAdapter``) takes structlog-style calls through
+    :class:`StdlibLogger`, its records made as the default logger makes them; any other
+    logger is called as a structlog logger, as is."""
+    if isinstance(logger, logging.Logger | logging.LoggerAdapter):
+        return StdlibLogger(logger)
+    return logger
 
 
 class StdlibLogger:
@@ -36,7 +46,7 @@ class StdlibLogger:
 
     __slots__ = ("logger",)
 
-    def __init__(self, logger: logging.Logger) -> None:
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
         self.logger = logger
 
     def _log(self, level: int, event: str, fields: dict[str, Any], stacklevel: int) -> None:

@@ -38,17 +38,18 @@ from typing import Any
 from .._chain import Flow
 from .._exceptions import FlushError
 from .._models import FlushRequest, FlushResult
-from ._default_logger import DefaultLogger
+from ._default_logger import DefaultLogger, given_logger
 
 
 class LoggingMiddleware:
     """Logs the outcome of each flush; ``logger`` defaults to flushkit's
     :class:`._default_logger.DefaultLogger` (structlog if configured, else stdlib
-    ``logging``), any other is called as a structlog logger."""
+    ``logging``); a stdlib ``logging.Logger`` gets records like the default's; any other
+    is called as a structlog logger."""
 
     def __init__(self, logger: Any = None) -> None:
         self._default = DefaultLogger() if logger is None else None
-        self.logger: Any = logger if self._default is None else self._default
+        self.logger: Any = given_logger(logger) if self._default is None else self._default
 
     def _current(self) -> tuple[Any, bool]:
         """The logger to call now, and whether it logs debug events (the default logger
