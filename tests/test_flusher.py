@@ -393,3 +393,32 @@ def test_a_users_request_preparer_shapes_every_call(fake, client):
     assert result.db_name == "tenant_a" and seen == ["tenant_a"]
     assert [call.request.db_name for call in fake.flush_calls] == ["tenant_a"]
     assert fake.flush_calls[0].metadata["dbname"] == "tenant_a"
+
+
+def tenant_database(request):
+    try:
+        result = yield request.replace(db_name="tenant_a")
+    except flushkit.DatabaseNotFoundError:
+        result = yield request.replace(db_name="default")
+    return result
+
+
+def test_the_readmes_fallback_middleware_outside_status_catches_its_error(fake, client, runtime):
+    fake.script_flush(status(800, 0, "database not found[database=tenant_a]"), ok())
+    chain = flushkit.default_middleware()
+    at = next(i for i, m in enumerate(chain) if isinstance(m, flushkit.StatusMiddleware))
+    chain.insert(at, tenant_database)
+    result = flush_in(runtime, client, middleware=chain)("docs")
+    assert result.status.ok and result.db_name == "default"
+    assert [call.metadata["dbname"] for call in fake.flush_calls] == ["tenant_a", "default"]
+
+
+def test_an_error_names_the_database_an_inner_middleware_sent_the_flush_to(
+    fake, client, runtime
+):
+    fake.script_flush(status(800, 0, "database not found[database=tenant_a]"))
+    chain = [*flushkit.default_middleware(), tenant_database]  # inside StatusMiddleware
+    with pytest.raises(flushkit.DatabaseNotFoundError) as caught:
+        flush_in(runtime, client, middleware=chain)("docs")
+    assert caught.value.db_name == "tenant_a"
+    assert "database 'tenant_a'" in str(caught.value)

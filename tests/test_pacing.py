@@ -345,3 +345,15 @@ def test_a_call_that_times_out_after_waiting_for_its_slot_reports_the_wait(
     with pytest.raises(flushkit.FlushTimeoutError) as caught:
         flush("docs", timeout=1.0)
     assert caught.value.paced > 0.1
+
+
+def test_the_test_servers_reset_makes_flushkit_forget_its_pacing(fake, client, runtime):
+    fake.limit_flush_rate(0.1)
+    flush = flush_in(runtime, client)
+    flush("docs")
+    with pytest.raises(flushkit.RateLimitedError):
+        flush("docs", timeout=1.0)  # the next slot is 10 s away: fails at once
+    fake.reset()  # no rate limit any more, and flushkit forgets the slot it learned
+    sent = len(fake.flush_calls)
+    assert flush("docs", timeout=1.0).status.ok
+    assert len(fake.flush_calls) == sent + 1

@@ -64,6 +64,8 @@ from typing import Any, TypeAlias
 import grpc
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc, schema_pb2
 
+from . import _lanes
+
 __all__ = [
     "Abort",
     "Behaviour",
@@ -442,7 +444,8 @@ class MilvusTestServer:
 
     def reset(self) -> None:
         """Forget scripts, missing collections, databases, the Flush rate limit and
-        records.
+        records; and make flushkit (in this process) forget the pacing and latency it
+        learned of this server, so that a scenario after a rate-limited one starts afresh.
 
         Calls in flight keep running."""
         with self._lock:
@@ -453,6 +456,9 @@ class MilvusTestServer:
             self._flush_rate = None
             self._last_admitted.clear()
             self._calls = []
+        if self.port:
+            for host in ("127.0.0.1", "localhost"):
+                _lanes.forget(f"{host}:{self.port}")
 
     def clear_calls(self) -> None:
         """Forget the records but keep the scripts (for long runs: records take memory)."""

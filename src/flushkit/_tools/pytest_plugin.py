@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from .. import _lanes
 from ..testing import MilvusTestServer
 
 
@@ -30,7 +29,6 @@ def milvus_test_server(
     server = _flushkit_milvus_test_server
     if server._server is None:  # a test stopped it
         server.start()
-    server.reset()
-    _lanes.forget(f"127.0.0.1:{server.port}")
+    server.reset()  # flushkit forgets what it learned of the server too
     yield server
     server.reset()

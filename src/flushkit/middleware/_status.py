@@ -17,6 +17,8 @@ class StatusMiddleware:
     def __call__(self, request: FlushRequest) -> Flow:
         result: FlushResult = yield request
         if not result.status.ok:
+            if result.db_name != request.db_name:  # an inner middleware sent it elsewhere
+                request = request.replace(db_name=result.db_name)
             error = error_from_status(result.status, request)
             error.coalesced = result.coalesced
             error.throttled, error.paced = result.throttled, result.paced
