@@ -115,6 +115,9 @@ def test_grpc_failures_map_and_never_escape_raw(flush, fake, code, cls, retryabl
     assert caught.value.grpc_code == code.name
     assert caught.value.retryable is retryable
     assert caught.value.__cause__ is None or not isinstance(caught.value.__cause__, grpc.RpcError)
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:  # the server's, long before the budget
+        assert "before the call's budget ran out: scripted failure" in str(caught.value)
+        assert "within 5 s" not in str(caught.value)
 
 
 def test_resource_exhausted_is_throttling_and_fails_once_the_budget_cannot_wait(flush, fake):

@@ -6,7 +6,8 @@
     │                               retryable, grpc_code, attempts, coalesced, throttled,
     │                               paced, retry_after
     ├── FlushTimeoutError           also a TimeoutError: the call's budget ran out (any
-    │                               failure after it did; the server's status kept on it)
+    │                               failure after it did; the server's status kept on it),
+    │                               or the server ended the RPC with DEADLINE_EXCEEDED
     ├── CollectionNotFoundError     code 100 / legacy CollectionNotExists
     ├── DatabaseNotFoundError       code 800, or a reason saying so (Milvus Lite: code 6);
     │                               Milvus 2.3's "collection not found" for a database
@@ -303,6 +304,9 @@ def timeout_error(request: FlushRequest, during: str) -> FlushTimeoutError:
     )
 
 
+#: How early gRPC may end an RPC at the call's own deadline, by flushkit's clock.
+_EARLY = 0.01
+
 _BY_GRPC_CODE: Mapping[grpc.StatusCode, tuple[type[FlushError], bool]] = {
     grpc.StatusCode.UNAVAILABLE: (ServiceUnavailableError, True),
     grpc.StatusCode.CANCELLED: (ServiceUnavailableError, True),
@@ -320,6 +324,16 @@ def error_from_rpc(exc: grpc.RpcError, call: Call) -> FlushError:
     code = exc.code() if callable(getattr(exc, "code", None)) else grpc.StatusCode.UNKNOWN
     details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        left = None if request.deadline is None else request.deadline - time.monotonic()
+        if left is None or left > _EARLY:  # the server's deadline, not the call's budget
+            return FlushTimeoutError(
+                f"{describe(request)} failed: the server ended {call.method} with gRPC "
+                f"DEADLINE_EXCEEDED before the call's budget ran out: {details}",
+                reason=details or "",
+                collection_names=request.collection_names,
+                db_name=request.db_name,
+                grpc_code=code.name,
+            )
         return timeout_error(request, f"gRPC deadline exceeded during {call.method}")
     if spent(request):
         error = timeout_error(request, f"{call.method} ended with gRPC {code.name}")
