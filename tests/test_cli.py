@@ -42,6 +42,8 @@ def test_flush_json_with_env_uri_and_token(fake, capsys, monkeypatch):
     assert result["db_name"] == "analytics"
     assert result["coll_segIDs"]["docs"]
     assert result["status"]["code"] == 0 and result["persisted"] is True
+    assert result["attempts"] == 1 and result["coalesced"] is False
+    assert result["throttled"] == 0 and result["paced"] == 0.0
     assert fake.flush_calls[-1].metadata["authorization"]
     assert "S3cretToken" not in captured.out + captured.err
 
@@ -65,7 +67,15 @@ def test_exit_code_per_error_class(fake, capsys, behaviour, code):
     fake.script_flush(*[behaviour] * 3)
     assert main(["flush", "docs", "--uri", fake.uri, "--timeout", "0.3"]) == code
     err = capsys.readouterr().err
-    assert "flushkit:" in err and "Error" in err
+    assert err.startswith("flushkit: ") and "Error" in err
+    assert err.count("\n") == 1  # the command's line only: no log event repeating it
+
+
+def test_verbose_logs_the_failure_too(fake, capsys):
+    fake.script_flush(status(100, 4, "collection not found"))
+    assert main(["-v", "flush", "docs", "--uri", fake.uri]) == 4
+    err = capsys.readouterr().err
+    assert "flushkit.flush.failed" in err and "flushkit: CollectionNotFoundError" in err
 
 
 @pytest.mark.parametrize(
@@ -79,14 +89,16 @@ def test_bad_arguments_exit_2_before_any_rpc(fake, capsys, args):
 
 @pytest.mark.parametrize("command", [["flush", "docs"], ["bench"]])
 @pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf", "-inf"])
-def test_bad_timeout_exits_2_with_the_library_message_before_connecting(
+def test_bad_timeout_exits_2_with_the_librarys_reason_before_connecting(
     tmp_path, capsys, command, timeout
 ):
     lite_file = tmp_path / "test.db"
     assert main([*command, "--uri", str(lite_file), f"--timeout={timeout}"]) == 2
     with pytest.raises(ValueError) as library:
         timeout_of(float(timeout))
-    assert capsys.readouterr().err == f"flushkit: {library.value}\n"
+    said = str(library.value).replace(" (or None for no limit)", "")  # not on the command line
+    assert said != str(library.value)
+    assert capsys.readouterr().err == f"flushkit: --timeout: {said}\n"
     assert list(tmp_path.iterdir()) == []  # Milvus Lite never opened the file
 
 
@@ -145,6 +157,16 @@ def test_unknown_collection_on_milvus_lite_exits_4(lite_file, capsys):
     captured = capsys.readouterr()
     assert captured.err.startswith("flushkit: CollectionNotFoundError: no collection 'ghost'")
     assert "'docs'" not in captured.err and captured.out == ""
+
+
+@pytest.mark.lite
+@pytest.mark.parametrize(("command", "code"), [(["flush", "docs"], 4), (["bench"], 2)])
+def test_a_missing_milvus_lite_file_is_not_created(tmp_path, capsys, command, code):
+    pytest.importorskip("milvus_lite")
+    uri = str(tmp_path / "fresh.db")
+    assert main([*command, "--uri", uri]) == code
+    assert capsys.readouterr().err.startswith("flushkit: ")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.lite

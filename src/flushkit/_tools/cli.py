@@ -1,8 +1,9 @@
 """The ``flushkit`` command: ``flushkit flush``, ``flushkit bench`` and ``flushkit demo``.
 
-Every argument is checked before connecting (exit 2, with the library's message for
+Every argument is checked before connecting (exit 2, with the library's reason for
 ``--timeout``); on Milvus Lite, which ignores unknown collections, the command checks that
-the collections exist before flushing (exit 4) or benchmarking (exit 2 without ``--create``).
+the file and the collections exist before flushing (exit 4) or benchmarking (exit 2 without
+``--create``), and never creates a file it was not asked to.
 
 Exit codes (also in the README):
 
@@ -177,12 +178,19 @@ def _check_demo_arguments(args: argparse.Namespace) -> None:
 
 
 def _check_connection_arguments(args: argparse.Namespace) -> None:
-    """Raise the library's ``ValueError`` for ``--timeout``; check ``--uri``."""
-    timeout_of(args.timeout)
+    """Raise the library's ``ValueError`` for ``--timeout`` (less its "None" choice, which
+    the command has not); check ``--uri``."""
+    try:
+        timeout_of(args.timeout)
+    except ValueError as exc:
+        raise ValueError(f"--timeout: {str(exc).replace(_NO_LIMIT, '')}") from None
     if is_milvus_lite(args.uri):
         _check_milvus_lite_can_open(args.uri)
     else:
         _check_port_of(args.uri)
+
+
+_NO_LIMIT = " (or None for no limit)"
 
 
 def is_milvus_lite(uri: str) -> bool:
@@ -207,7 +215,8 @@ def _check_port_of(uri: str) -> None:
 
 
 def _configure_logging(verbose: bool) -> None:
-    """The command is an application: it may configure structlog (to stderr)."""
+    """The command is an application: it may configure structlog (to stderr). Without
+    ``--verbose`` only errors: the command reports a failed flush itself."""
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
@@ -215,7 +224,7 @@ def _configure_logging(verbose: bool) -> None:
             structlog.dev.ConsoleRenderer(colors=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
-            logging.DEBUG if verbose else logging.WARNING
+            logging.DEBUG if verbose else logging.ERROR
         ),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
@@ -250,6 +259,13 @@ def _with_client(args: argparse.Namespace, run: Callable[[Any], int]) -> int:
 
 
 def _flush(args: argparse.Namespace) -> int:
+    if is_milvus_lite(args.uri) and not os.path.exists(args.uri):  # connecting creates it
+        print(
+            f"flushkit: CollectionNotFoundError: no Milvus Lite file {args.uri!r}, so no "
+            f"collection {', '.join(map(repr, args.names))}",
+            file=sys.stderr,
+        )
+        return EXIT_CODES[errors.CollectionNotFoundError]
     return _with_client(args, lambda client: _flush_with(args, client))
 
 
@@ -297,6 +313,10 @@ def result_as_json(result: FlushResult) -> dict[str, Any]:
         },
         "elapsed": result.elapsed,
         "persisted": result.persisted,
+        "attempts": result.attempts,
+        "coalesced": result.coalesced,
+        "throttled": result.throttled,
+        "paced": result.paced,
     }
 
 
@@ -352,15 +372,22 @@ def missing_on_milvus_lite(
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if not args.create and is_milvus_lite(args.uri) and not os.path.exists(args.uri):
+        print(f"flushkit: no Milvus Lite file {args.uri!r} to bench: {_CREATE_IT}", file=sys.stderr)
+        return EXIT_USAGE
     return _with_client(args, lambda client: _bench_with(args, client))
+
+
+_CREATE_IT = (
+    "pass --create to create the collection for the run (and drop it afterwards), or "
+    "--collection with an existing collection"
+)
 
 
 def _bench_with(args: argparse.Namespace, client: Any) -> int:
     if not args.create and missing_on_milvus_lite(args.uri, client, [args.collection], None):
         print(
-            f"flushkit: no collection {args.collection!r} to bench: pass --create to create it "
-            "for the run (and drop it afterwards), or --collection with an existing collection",
-            file=sys.stderr,
+            f"flushkit: no collection {args.collection!r} to bench: {_CREATE_IT}", file=sys.stderr
         )
         return EXIT_USAGE
     return bench_command(args, client)
