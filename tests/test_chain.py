@@ -180,6 +180,23 @@ def test_non_callable_middleware_is_refused_at_composition():
         Chain([42], Core())
 
 
+def test_a_chain_that_is_not_a_list_is_a_clear_error(client):
+    import flushkit
+
+    with pytest.raises(TypeError, match=r"middlewares.*not function \(did you mean to call"):
+        flushkit.Flusher(client, middleware=flushkit.default_middleware)
+    with pytest.raises(TypeError, match=r"list of middlewares.*not StatusMiddleware; pass \[one\]"):
+        flushkit.Flusher(client, middleware=flushkit.StatusMiddleware())
+
+
+def test_a_flusher_of_something_else_names_both_clients():
+    import flushkit
+
+    for make in (flushkit.Flusher, flushkit.AsyncFlusher):
+        with pytest.raises(TypeError, match=r"MilvusClient \(AsyncFlusher also takes an Async"):
+            make(None)
+
+
 def test_an_inner_middleware_raising_at_once_is_thrown_into_the_outer_one():
     seen = []
 

@@ -29,7 +29,8 @@ see the core's RPC calls and the pauses.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from inspect import isfunction, isgeneratorfunction
 from types import GeneratorType
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -83,10 +84,17 @@ class Chain(Generic[Effect]):
     __slots__ = ("core", "depth", "flows", "middleware", "preparers")
 
     def __init__(self, middleware: Sequence[Middleware], core: Core[Effect]) -> None:
-        for layer in middleware:
+        if not isinstance(middleware, Iterable) or isinstance(middleware, str):
+            maker = isfunction(middleware) and not isgeneratorfunction(middleware)
+            hint = " (did you mean to call it?)" if maker else ""
+            raise TypeError(
+                f"middleware must be a list of middlewares, outermost first, not "
+                f"{type(middleware).__name__}{hint}; pass [one] for a single middleware"
+            )
+        self.middleware = tuple(middleware)
+        for layer in self.middleware:
             if not callable(layer):
                 raise TypeError(f"middleware must be callable, not {type(layer).__name__}")
-        self.middleware = tuple(middleware)
         #: What each call's request fields go through when the request is made.
         self.preparers = tuple(
             layer.prepare for layer in self.middleware if isinstance(layer, RequestPreparer)

@@ -48,7 +48,8 @@ class MilvusConnection:
             raise ClientClosedError("the MilvusClient is closed")
         if getattr(client, "_handler", None) is None or config is None:
             raise TypeError(
-                f"expected a connected pymilvus MilvusClient, not {type(client).__name__}"
+                "expected a connected pymilvus MilvusClient (AsyncFlusher also takes an "
+                f"AsyncMilvusClient), not {type(client).__name__}"
             )
         self._setup(client, config)
 
