@@ -425,3 +425,20 @@ def test_an_error_names_the_database_an_inner_middleware_sent_the_flush_to(
         flush_in(runtime, client, middleware=chain)("docs")
     assert caught.value.db_name == "tenant_a"
     assert "database 'tenant_a'" in str(caught.value)
+
+
+def test_a_budget_that_ends_between_polls_says_the_call_was_waiting_to_persist():
+    from flushkit._effects import GET_FLUSH_STATE, Call
+    from flushkit._grpc.transport import _remaining
+    from flushkit._models import FlushRequest
+
+    spent = FlushRequest(
+        collection_names=("docs",),
+        db_name="default",
+        wait=True,
+        timeout=1.0,
+        started=0.0,
+        deadline=time.monotonic() - 1,
+    )
+    with pytest.raises(flushkit.FlushTimeoutError, match=r"\(waiting for the sealed segments"):
+        _remaining(Call(GET_FLUSH_STATE, None, spent))

@@ -318,13 +318,17 @@ async def _answer_shared(rpc: Any, effect: Start) -> None:
     then(response, None)
 
 
+_BEFORE = {GET_FLUSH_STATE: "waiting for the sealed segments to persist"}
+
+
 def _remaining(call: Call) -> float | None:
     deadline = call.request.deadline
     if deadline is None:
         return None
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise timeout_error(call.request, f"before {call.method}")
+        during = _BEFORE.get(call.method) or f"before {call.method}"
+        raise timeout_error(call.request, during)
     return remaining
 
 
