@@ -249,3 +249,23 @@ async def test_async_with_twice_and_after_close(client):
         with pytest.raises(flushkit.ClientClosedError):
             await flusher.flush("docs")
     await flusher.aclose()  # again: harmless
+
+
+def test_a_plain_asyncio_task_gives_the_rpc_the_flushs_own_budget(fake, client):
+    """A task of a plain asyncio service (no anyio scope ever entered in it): the RPC's
+    deadline is the flush's budget (flushkit does not ask anyio for such a task)."""
+    import pymilvus
+
+    clients = [client]
+    if int(pymilvus.__version__.split(".")[0]) >= 3:  # see async_flusher above
+        clients.append(async_client_like(client))
+
+    async def main() -> None:
+        for each in clients:
+            await flushkit.AsyncFlusher(each).flush("docs", timeout=3.0)
+        for each in clients[1:]:
+            await each.close()
+
+    asyncio.run(main())
+    for call in fake.flush_calls[-len(clients) :]:
+        assert call.time_remaining is not None and 2.0 < call.time_remaining <= 3.0 + 0.01

@@ -45,6 +45,7 @@ from .._exceptions import (
     timeout_error,
 )
 from .._models import FlushRequest, Pause
+from .anyio_internals import caller_deadline
 from .completion_thread import ChannelFutures, futures_of
 from .pymilvus import AsyncMilvusConnection, MilvusConnection, is_async_client
 from .wakeups import threadsafe_setter
@@ -171,7 +172,7 @@ class Transport:
         facade relies on the same gRPC deadline).
         """
         own = _remaining(call)
-        scope = anyio.current_effective_deadline()
+        scope = caller_deadline()
         if scope != math.inf:  # the caller's cancel scope has a deadline: seconds left
             scope -= anyio.current_time()
         scope_first = scope < (math.inf if own is None else own)
