@@ -48,7 +48,7 @@ from .._models import FlushRequest, Pause
 from .anyio_internals import caller_deadline
 from .completion_thread import ChannelFutures, futures_of
 from .pymilvus import AsyncMilvusConnection, MilvusConnection, is_async_client
-from .wakeups import threadsafe_setter
+from .wakeups import threadsafe_event
 
 __all__ = ["AioTransport", "Transport", "transport_for"]
 
@@ -189,8 +189,7 @@ class Transport:
 
     async def _bridge(self, call: Call, timeout: float | None) -> Any:
         """A gRPC future on the client's own channel, awaited without a thread."""
-        answered = anyio.Event()
-        wake = threadsafe_setter(answered)
+        answered, wake = threadsafe_event()
         future = self._future(call, timeout, lambda _: wake())
         try:
             await answered.wait()
@@ -345,8 +344,8 @@ def _await_blocking(effect: Await) -> None:
 
 async def _await_async(effect: Await) -> None:
     """Sleep until the bell rings or ``until`` comes, within the caller's cancel scope."""
-    answered = anyio.Event()
-    if effect.bell.arm(threadsafe_setter(answered)):
+    answered, wake = threadsafe_event()
+    if effect.bell.arm(wake):
         try:
             left = _until(effect)
             with anyio.move_on_after(math.inf if left is None else left):
