@@ -13,11 +13,22 @@ import pytest
 import trio
 
 from flushkit._grpc import anyio_internals
-from flushkit._grpc.anyio_internals import caller_deadline
+from flushkit._grpc.anyio_internals import caller_time_left
+
+
+def caller_deadline() -> float:
+    """The deadline caller_time_left() implies (rounded: the clock moves between reads)."""
+    left = caller_time_left()
+    return left if math.isinf(left) else round(left + anyio.current_time(), 3)
+
+
+def anyio_deadline() -> float:
+    deadline = anyio.current_effective_deadline()
+    return deadline if math.isinf(deadline) else round(deadline, 3)
 
 
 def both() -> tuple[float, float]:
-    return caller_deadline(), anyio.current_effective_deadline()
+    return caller_deadline(), anyio_deadline()
 
 
 def test_anyios_asyncio_task_states_are_where_flushkit_looks():
@@ -28,7 +39,7 @@ def test_a_plain_asyncio_task_has_no_scope_and_is_answered_without_anyio(monkeyp
     async def main() -> None:
         assert both() == (math.inf, math.inf)
         monkeypatch.setattr(anyio, "current_effective_deadline", pytest.fail)
-        assert caller_deadline() == math.inf  # the fast path: anyio is not asked
+        assert caller_time_left() == math.inf  # the fast path: anyio is not asked
 
     asyncio.run(main())
 
@@ -77,9 +88,12 @@ def test_under_anyio_run_it_is_anyios_answer(backend):
     anyio.run(main, backend=backend)
 
 
-def test_under_trio_it_is_trios_deadline():
+def test_under_trio_it_is_trios_deadline_and_clock():
     async def main() -> None:
+        assert caller_time_left() == math.inf
         with trio.move_on_after(5.0):
-            assert caller_deadline() == trio.current_effective_deadline() < math.inf
+            assert 4.0 < caller_time_left() <= 5.0
+            deadline = round(trio.current_effective_deadline(), 3)
+            assert round(caller_time_left() + trio.current_time(), 3) == deadline
 
     trio.run(main)

@@ -45,7 +45,7 @@ from .._exceptions import (
     timeout_error,
 )
 from .._models import FlushRequest, Pause
-from .anyio_internals import caller_deadline
+from .anyio_internals import caller_time_left
 from .completion_thread import ChannelFutures, futures_of
 from .pymilvus import AsyncMilvusConnection, MilvusConnection, is_async_client
 from .wakeups import threadsafe_event
@@ -172,9 +172,7 @@ class Transport:
         facade relies on the same gRPC deadline).
         """
         own = _remaining(call)
-        scope = caller_deadline()
-        if scope != math.inf:  # the caller's cancel scope has a deadline: seconds left
-            scope -= anyio.current_time()
+        scope = caller_time_left()  # seconds left in the caller's cancel scopes
         scope_first = scope < (math.inf if own is None else own)
         try:
             return await self._bridge(call, max(scope, 0.0) if scope_first else own)
