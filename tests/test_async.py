@@ -252,8 +252,8 @@ async def test_async_with_twice_and_after_close(client):
 
 
 def test_a_plain_asyncio_task_gives_the_rpc_the_flushs_own_budget(fake, client):
-    """A task of a plain asyncio service (no anyio scope ever entered in it): the RPC's
-    deadline is the flush's budget (flushkit does not ask anyio for such a task)."""
+    """A task of a plain asyncio service (no anyio scope ever entered in it, so anyio
+    knows no state of it): the RPC's deadline is the flush's budget."""
     import pymilvus
 
     clients = [client]

@@ -45,10 +45,9 @@ from .._exceptions import (
     timeout_error,
 )
 from .._models import FlushRequest, Pause
-from .anyio_internals import caller_time_left
 from .completion_thread import ChannelFutures, futures_of
 from .pymilvus import AsyncMilvusConnection, MilvusConnection, is_async_client
-from .wakeups import threadsafe_event
+from .wakeups import threadsafe_setter
 
 __all__ = ["AioTransport", "Transport", "transport_for"]
 
@@ -172,7 +171,9 @@ class Transport:
         facade relies on the same gRPC deadline).
         """
         own = _remaining(call)
-        scope = caller_time_left()  # seconds left in the caller's cancel scopes
+        scope = anyio.current_effective_deadline()
+        if scope != math.inf:  # the caller's cancel scope has a deadline: seconds left
+            scope -= anyio.current_time()
         scope_first = scope < (math.inf if own is None else own)
         try:
             return await self._bridge(call, max(scope, 0.0) if scope_first else own)
@@ -187,7 +188,8 @@ class Transport:
 
     async def _bridge(self, call: Call, timeout: float | None) -> Any:
         """A gRPC future on the client's own channel, awaited without a thread."""
-        answered, wake = threadsafe_event()
+        answered = anyio.Event()
+        wake = threadsafe_setter(answered)
         future = self._future(call, timeout, lambda _: wake())
         try:
             await answered.wait()
@@ -342,8 +344,8 @@ def _await_blocking(effect: Await) -> None:
 
 async def _await_async(effect: Await) -> None:
     """Sleep until the bell rings or ``until`` comes, within the caller's cancel scope."""
-    answered, wake = threadsafe_event()
-    if effect.bell.arm(wake):
+    answered = anyio.Event()
+    if effect.bell.arm(threadsafe_setter(answered)):
         try:
             left = _until(effect)
             with anyio.move_on_after(math.inf if left is None else left):

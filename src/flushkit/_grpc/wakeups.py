@@ -16,9 +16,11 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-__all__ = ["Event", "threadsafe_event", "threadsafe_setter"]
+import anyio
+
+__all__ = ["threadsafe_setter"]
 
 Setter = Callable[[], object]
 
@@ -62,31 +64,9 @@ _lock = threading.Lock()
 _wakeups: weakref.WeakKeyDictionary[Any, _LoopWakeups] = weakref.WeakKeyDictionary()
 
 
-class Event(Protocol):
-    """An event of the running loop: anyio's, asyncio's or trio's."""
-
-    def set(self) -> object: ...
-
-    async def wait(self) -> object: ...
-
-
-def threadsafe_event() -> tuple[Event, Callable[[], None]]:
-    """An event of the running loop, and a function that sets it from any thread.
-
-    The loop's own event (``asyncio.Event``, ``trio.Event``: what ``anyio.Event`` wraps),
-    without anyio's lookup of the running backend at each call (most of its cost).
-    """
-    loop = asyncio._get_running_loop()  # None, not an exception, outside asyncio
-    event: Event = asyncio.Event() if loop is not None else sys.modules["trio"].Event()
-    return event, _setter(event, loop)
-
-
-def threadsafe_setter(event: Event) -> Callable[[], None]:
+def threadsafe_setter(event: anyio.Event) -> Callable[[], None]:
     """A function that sets ``event`` (of the running loop) from any thread."""
-    return _setter(event, asyncio._get_running_loop())
-
-
-def _setter(event: Event, loop: asyncio.AbstractEventLoop | None) -> Callable[[], None]:
+    loop = asyncio._get_running_loop()  # None, not an exception, outside asyncio
     if loop is not None:
         key: Any = loop
         call_soon = loop.call_soon_threadsafe
