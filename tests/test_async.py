@@ -269,3 +269,34 @@ def test_a_plain_asyncio_task_gives_the_rpc_the_flushs_own_budget(fake, client):
     asyncio.run(main())
     for call in fake.flush_calls[-len(clients) :]:
         assert call.time_remaining is not None and 2.0 < call.time_remaining <= 3.0 + 0.01
+
+
+@pytest.mark.skipif(not hasattr(asyncio, "timeout"), reason="asyncio.timeout: Python 3.11+")
+def test_asyncio_timeout_cancels_the_rpc_on_the_server(fake, client):
+    """asyncio's own ``asyncio.timeout()`` is no anyio scope (its deadline is not the RPC's)
+    but cancelling the task still cancels the RPC on the server."""
+    import pymilvus
+
+    clients = [client]
+    if int(pymilvus.__version__.split(".")[0]) >= 3:  # see async_flusher above
+        clients.append(async_client_like(client))
+
+    async def main() -> list[BaseException]:
+        caught: list[BaseException] = []
+        for each in clients:
+            flusher = flushkit.AsyncFlusher(each)
+            await flusher.flush("warm_up")  # an AsyncMilvusClient connects on its first call
+            fake.script_flush(hang())
+            try:
+                async with asyncio.timeout(0.3):
+                    await flusher.flush("docs", timeout=10.0)
+            except TimeoutError as exc:
+                caught.append(exc)
+        for each in clients[1:]:
+            await each.close()
+        return caught
+
+    caught = asyncio.run(main())
+    assert len(caught) == len(clients)
+    assert not any(isinstance(exc, flushkit.FlushError) for exc in caught)
+    assert fake.wait_for_cancellations(len(clients))
