@@ -318,16 +318,15 @@ async def _answer_shared(rpc: Any, effect: Start) -> None:
     then(response, None)
 
 
-_BEFORE = {GET_FLUSH_STATE: "waiting for the sealed segments to persist"}
-
-
 def _remaining(call: Call) -> float | None:
     deadline = call.request.deadline
     if deadline is None:
         return None
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        during = _BEFORE.get(call.method) or f"before {call.method}"
+        during = f"before {call.method}"
+        if call.method == GET_FLUSH_STATE:  # between polls
+            during = "waiting for the sealed segments to persist"
         raise timeout_error(call.request, during)
     return remaining
 

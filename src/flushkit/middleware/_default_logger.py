@@ -32,10 +32,12 @@ _DEBUG = logging.DEBUG
 
 
 def given_logger(logger: Any) -> Any:
-    """The logger a middleware calls for the ``logger`` it was given: a stdlib
-    ``logging.Logger`` (or ``LoggerAdapter``) takes structlog-style calls through
-    :class:`StdlibLogger`, its records made as the default logger makes them; any other
-    logger is called as a structlog logger, as is."""
+    """The logger a middleware calls for the ``logger`` it was given: None is a new
+    :class:`DefaultLogger`; a stdlib ``logging.Logger`` (or ``LoggerAdapter``) takes
+    structlog-style calls through :class:`StdlibLogger`, its records made as the default
+    logger makes them; any other logger is called as a structlog logger, as is."""
+    if logger is None:
+        return DefaultLogger()
     if isinstance(logger, logging.Logger | logging.LoggerAdapter):
         return StdlibLogger(logger)
     return logger

@@ -48,8 +48,8 @@ class LoggingMiddleware:
     is called as a structlog logger."""
 
     def __init__(self, logger: Any = None) -> None:
-        self._default = DefaultLogger() if logger is None else None
-        self.logger: Any = given_logger(logger) if self._default is None else self._default
+        self.logger: Any = given_logger(logger)
+        self._default = self.logger if isinstance(self.logger, DefaultLogger) else None
 
     def _current(self) -> tuple[Any, bool]:
         """The logger to call now, and whether it logs debug events (the default logger

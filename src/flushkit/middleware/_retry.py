@@ -20,7 +20,7 @@ from opentelemetry import trace
 from .._chain import Flow
 from .._exceptions import FlushError
 from .._models import FlushRequest, FlushResult, Pause
-from ._default_logger import DefaultLogger, given_logger
+from ._default_logger import given_logger
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +94,7 @@ class RetryMiddleware:
         chance: Callable[[], float] = random.random,
     ) -> None:
         self.policy = policy if policy is not None else RetryPolicy()
-        self.logger = given_logger(logger) if logger is not None else DefaultLogger()
+        self.logger = given_logger(logger)
         self._chance = chance
 
     def __call__(self, request: FlushRequest) -> Flow:
