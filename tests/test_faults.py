@@ -253,6 +253,13 @@ def resources() -> tuple[int, int]:
 
 
 def test_nothing_leaks_across_the_matrix(runtime, milvus_test_server, dead_address):
+    import pymilvus
+
+    if runtime == "aio" and int(pymilvus.__version__.split(".")[0]) < 3:
+        # pymilvus 2.6's grpc.aio channels deliver late events to event loops closed by
+        # then ("Event loop is closed" from gRPC's poller), and its thread count follows
+        # them: flaky, not flushkit's (as in test_async's AsyncMilvusClient tests)
+        pytest.skip("thread counts of pymilvus 2.6's AsyncMilvusClient across event loops")
     client = MilvusClient(uri=milvus_test_server.uri, token=f"leaks-{time.monotonic_ns()}")
     try:
 
