@@ -237,7 +237,9 @@ def each_variant(
     run_variant: Callable[[MilvusClient, str], list[Any]],
 ) -> dict[str, list[dict[str, Any]]]:
     """Every variant ``rounds`` times, through a counting proxy to the server at ``uri``:
-    ``prepare(client, round)`` before each run, then ``run_variant(client, variant)``."""
+    ``prepare(client, round)`` before each run, then ``run_variant(fresh, variant)`` on a
+    client of its own (flushkit's pacing belongs to a client: each run starts knowing
+    nothing of the server's rate, as a new process would)."""
     runs: dict[str, list[dict[str, Any]]] = {}
     with CountingProxy(uri.removeprefix("http://")) as proxy:
         client = MilvusClient(uri=proxy.uri)
@@ -248,7 +250,12 @@ def each_variant(
                 for variant in VARIANTS:
                     prepare(client, round_)
                     proxy.take()
-                    outcomes = run_variant(client, variant)
+                    # a client of its own: flushkit starts knowing nothing of the rate
+                    fresh = MilvusClient(uri=proxy.uri)
+                    try:
+                        outcomes = run_variant(fresh, variant)
+                    finally:
+                        fresh.close()
                     runs.setdefault(variant, []).append(summary(outcomes, proxy.take()))
                     print(variant, runs[variant][-1], file=sys.stderr)
         finally:
@@ -282,7 +289,6 @@ def measure_arrivals(
     def prepare(client: MilvusClient, round_: int) -> None:
         client.insert(COLLECTION, [{"id": round_, "vector": [0.1, 0.2, 0.3, 0.4]}])
         refill(DEFAULT_WINDOW + 1)
-        forget_pacing()  # each variant starts knowing nothing of the rate
 
     def run_variant(client: MilvusClient, variant: str) -> list[Any]:
         if variant == "pymilvus":
@@ -299,13 +305,6 @@ def measure_arrivals(
         "spacing_s": spacing,
         "runs": runs,
     }
-
-
-def forget_pacing() -> None:
-    """Forget what flushkit learned of the server's rate (a fresh process's view)."""
-    from flushkit import _lanes
-
-    _lanes.forget()
 
 
 def main() -> int:

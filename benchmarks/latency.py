@@ -52,7 +52,7 @@ from pymilvus.grpc_gen import milvus_pb2
 
 import flushkit
 from flushkit._grpc.completion_thread import futures_of
-from flushkit._grpc.pymilvus import MilvusConnection
+from flushkit._grpc.pymilvus_internals import MilvusConnection
 from flushkit._grpc.wakeups import threadsafe_setter
 
 COLLECTION = "latency"

@@ -55,7 +55,7 @@ from pymilvus import MilvusClient
 from pymilvus.grpc_gen import milvus_pb2
 
 import flushkit
-from flushkit._grpc.pymilvus import MilvusConnection
+from flushkit._grpc.pymilvus_internals import MilvusConnection
 
 COLLECTION = "bench"
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import logging
 import os
 import random
@@ -55,7 +56,7 @@ class Report:
     coalesced: int = 0
     #: Throttled answers to the Flush RPCs of the calls (each counted by its sender).
     throttled: int = 0
-    lanes_left: int = 0
+    calls_left: int = 0
     slowest: float = 0.0
     rss_start_mb: float = 0.0
     rss_end_mb: float = 0.0
@@ -143,19 +144,22 @@ def run_soak(
         report.seconds = time.monotonic() - started
         report.rss_end_mb = rss_mb()
         time.sleep(0.2)  # abandoned shared RPCs end on gRPC's thread
-        report.lanes_left = lanes_left()
+        report.calls_left = calls_left()
         client.close()
     structlog.reset_defaults()
     return report
 
 
-def lanes_left() -> int:
-    """Lanes some call or RPC still holds (none once every call has ended)."""
-    try:
-        from flushkit import _lanes
-    except ImportError:  # an older flushkit, measured for comparison
-        return 0
-    return len(_lanes.lanes_in_use())
+def calls_left() -> int:
+    """flushkit's per-call scheduler objects (turns, tickets, rounds) still alive once
+    every call has ended: none, unless a call failed to give up its places."""
+    gc.collect()
+    kinds = {"Turn", "Ticket", "Round"}
+    return sum(
+        1
+        for thing in gc.get_objects()
+        if type(thing).__name__ in kinds and type(thing).__module__ == "flushkit._scheduler"
+    )
 
 
 def main() -> int:
@@ -173,7 +177,7 @@ def main() -> int:
     print(f"outcomes: {dict(report.outcomes)}")
     print(
         f"coalesced calls: {report.coalesced}  throttled answers: {report.throttled}  "
-        f"lanes left: {report.lanes_left}"
+        f"calls left: {report.calls_left}"
     )
     print(
         f"undocumented: {len(report.undocumented)}  hung: {report.hung}  "

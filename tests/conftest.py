@@ -14,7 +14,14 @@ from pymilvus import MilvusClient
 from flushkit._tools.standalone import Standalone, Standalones
 from flushkit.testing import MilvusTestServer
 
-from .helpers import RUNTIMES, FlushCall, flush_in
+from .helpers import RUNTIMES, FlushCall, close_aio_services, flush_in
+
+
+@pytest.fixture(autouse=True)
+def _aio_services_closed() -> Iterator[None]:
+    """The AsyncMilvusClients that ``flush_in("aio", ...)`` kept open, closed after the test."""
+    yield
+    close_aio_services()
 
 
 @pytest.fixture(scope="session")

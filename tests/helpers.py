@@ -17,7 +17,7 @@ import anyio
 from pymilvus import AsyncMilvusClient, MilvusClient
 
 import flushkit
-from flushkit import _lanes
+from flushkit.testing import MilvusTestServer
 
 #: How a test flushes: Flusher in threads; AsyncFlusher on the blocking client under
 #: asyncio and under trio; "aio": AsyncFlusher on an AsyncMilvusClient (grpc.aio) of the
@@ -60,11 +60,76 @@ async def async_flusher(
             await twin.close()
 
 
+class _AioService:
+    """An AsyncMilvusClient of ``client``'s server and an AsyncFlusher on it, kept on an
+    event loop of their own (a thread), as a service keeps them: every flush of one
+    ``flush_in`` goes through the same client (grpc.aio binds a client to its loop)."""
+
+    def __init__(self, client: MilvusClient, flusher_options: dict[str, Any]) -> None:
+        import asyncio
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+        async def open_() -> flushkit.AsyncFlusher:
+            self._twin = async_client_like(client)
+            return flushkit.AsyncFlusher(self._twin, **flusher_options)
+
+        self.flusher = self.run(open_())
+        _aio_services.append(self)
+
+    def run(self, coroutine: Any) -> Any:
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def flush(self, *args: Any, **kwargs: Any) -> flushkit.FlushResult:
+        return self.run(self.flusher.flush(*args, **kwargs))  # type: ignore[no-any-return]
+
+    def another(self, **flusher_options: Any) -> FlushCall:
+        """Flushes through another AsyncFlusher on the same AsyncMilvusClient."""
+
+        async def open_() -> flushkit.AsyncFlusher:
+            return flushkit.AsyncFlusher(self._twin, **flusher_options)
+
+        flusher = self.run(open_())
+        return lambda *args, **kwargs: self.run(flusher.flush(*args, **kwargs))
+
+    def close(self) -> None:
+        self.run(self._twin.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+_aio_services: list[_AioService] = []
+
+
+def close_aio_services() -> None:
+    """Close every ``_AioService`` a test opened (conftest does, after each test)."""
+    while _aio_services:
+        _aio_services.pop().close()
+
+
+def flushes_on_one_client(
+    runtime: str, client: Any, *option_sets: dict[str, Any]
+) -> list[FlushCall]:
+    """Like ``flush_in``, one flusher per option set, every flusher on one client."""
+    if runtime != "aio":
+        return [flush_in(runtime, client, **options) for options in option_sets]
+    service = _AioService(client, option_sets[0])
+    return [service.flush] + [service.another(**options) for options in option_sets[1:]]
+
+
 def flush_in(runtime: str, client: Any, **flusher_options: Any) -> FlushCall:
-    """A blocking callable that flushes with a new flusher, run the ``runtime`` way."""
+    """A blocking callable that flushes with a new flusher, run the ``runtime`` way:
+    "aio" keeps one AsyncMilvusClient for every call, on an event loop of its own."""
     if runtime == "blocking":
         flusher = flushkit.Flusher(client, **flusher_options)
         return flusher.flush
+    if runtime == "aio":
+        return _AioService(client, flusher_options).flush
 
     def flush(*args: Any, **kwargs: Any) -> flushkit.FlushResult:
         async def main() -> flushkit.FlushResult:
@@ -141,8 +206,8 @@ class Caller:
 
     names: str | list[str] = "docs"
     at: float = 0.0
-    #: Start (after ``at``) only once some call's Flush is in flight: the lanes have
-    #: marked it sent (an event, not a guess at how fast the leader starts).
+    #: Start (after ``at``) only once the server has received a Flush it has not answered
+    #: yet (an event, not a guess at how fast the leader starts): needs ``server``.
     after_lead: bool = False
     cancel_after: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -150,9 +215,18 @@ class Caller:
     ended: float = 0.0
 
 
-def run_together(runtime: str, client: Any, callers: list[Caller], **flusher_options: Any):
+def run_together(
+    runtime: str,
+    client: Any,
+    callers: list[Caller],
+    *,
+    server: MilvusTestServer | None = None,
+    **flusher_options: Any,
+):
     """Run every caller concurrently; their outcomes (a result, an exception or
-    CANCELLED), in order."""
+    CANCELLED), in order. ``server``: the test server, for callers ``after_lead``."""
+    if server is None and any(caller.after_lead for caller in callers):
+        raise TypeError("callers after_lead need the test server: run_together(server=...)")
     outcomes: list[Any] = [None] * len(callers)
     if runtime == "blocking":
         flusher = flushkit.Flusher(client, **flusher_options)
@@ -162,7 +236,7 @@ def run_together(runtime: str, client: Any, callers: list[Caller], **flusher_opt
             barrier.wait()
             time.sleep(caller.at)
             if caller.after_lead:
-                _wait_for_a_lead(time.sleep)
+                _wait_for_a_lead(server, time.sleep)
             caller.began = time.monotonic()
             try:
                 outcomes[i] = flusher.flush(caller.names, **caller.options)
@@ -188,7 +262,7 @@ def run_together(runtime: str, client: Any, callers: list[Caller], **flusher_opt
     async def one(flusher: flushkit.AsyncFlusher, i: int, caller: Caller) -> None:
         await anyio.sleep(caller.at)
         if caller.after_lead:
-            await _wait_for_a_lead_async()
+            await _wait_for_a_lead_async(server)
         caller.began = time.monotonic()
         limit = caller.cancel_after if caller.cancel_after is not None else float("inf")
         with anyio.move_on_after(limit) as scope:
@@ -211,19 +285,18 @@ def leader_then(n: int, **options: Any) -> list[Caller]:
     ]
 
 
-def _a_call_in_flight() -> bool:
-    """Whether some call's Flush is in flight (its call still waiting for it)."""
-    with _lanes._lock:
-        return any(lane.in_flight and lane.users for lane in _lanes._lanes.values())
+def _a_flush_in_flight(server: Any) -> bool:
+    """Whether the server has received a Flush it has not answered yet."""
+    return any(call.method == "Flush" and not call.ended for call in server.calls)
 
 
-def _wait_for_a_lead(sleep: Callable[[float], object]) -> None:
+def _wait_for_a_lead(server: Any, sleep: Callable[[float], object]) -> None:
     give_up = time.monotonic() + 10.0  # then start anyway: the test's checks say what went wrong
-    while not _a_call_in_flight() and time.monotonic() < give_up:
+    while not _a_flush_in_flight(server) and time.monotonic() < give_up:
         sleep(0.001)
 
 
-async def _wait_for_a_lead_async() -> None:
+async def _wait_for_a_lead_async(server: Any) -> None:
     give_up = time.monotonic() + 10.0
-    while not _a_call_in_flight() and time.monotonic() < give_up:
+    while not _a_flush_in_flight(server) and time.monotonic() < give_up:
         await anyio.sleep(0.001)

@@ -6,6 +6,7 @@ import pytest
 
 from flushkit import FlushRequest, FlushResult, Pause, Status
 from flushkit._chain import Chain, RequestPreparer
+from flushkit._effects import Failed
 from flushkit.middleware import CoalescingMiddleware, TimeoutMiddleware
 
 REQUEST = FlushRequest(
@@ -37,12 +38,15 @@ class Core:
 def drive(flow, request=REQUEST):
     """A driver: performs 'rpc' effects as no-ops and records pauses."""
     pauses = []
-    steps = flow.steps(request)
-    for effect in steps:
-        if isinstance(effect, Pause):
-            pauses.append(effect.seconds)
-        steps.send(None)
-    return steps.result, pauses
+    walk = flow.walk(request)
+    try:
+        effect = next(walk)
+        while True:
+            if isinstance(effect, Pause):
+                pauses.append(effect.seconds)
+            effect = walk.send(None)
+    except StopIteration as done:
+        return done.value, pauses
 
 
 def test_no_middleware_runs_the_core():
@@ -142,11 +146,10 @@ def test_cancellation_reaches_middleware_and_propagates():
             seen.append(type(exc))
             raise
 
-    steps = Chain([watch], Core()).steps(REQUEST)
-    next(steps)
-    steps.throw(Cancelled())
-    with pytest.raises(Cancelled):
-        next(steps)
+    walk = Chain([watch], Core()).walk(REQUEST)
+    next(walk)
+    with pytest.raises(Cancelled):  # the driver's outcome of the core's RPC
+        walk.send(Failed(Cancelled()))
     assert seen == [Cancelled]
 
 

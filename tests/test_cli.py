@@ -13,8 +13,8 @@ import grpc
 import pytest
 import structlog
 
+from flushkit._models import timeout_of
 from flushkit._tools.cli import _parser, main
-from flushkit._validation import timeout_of
 from flushkit.testing import abort, hang, ok, status
 
 

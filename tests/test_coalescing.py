@@ -7,7 +7,6 @@ arrive.
 
 from __future__ import annotations
 
-import itertools
 import pickle
 import threading
 import time
@@ -21,7 +20,6 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from pymilvus import MilvusClient
 
 import flushkit
-from flushkit import _lanes
 from flushkit.testing import abort, delay, flushed, hang, ok, status
 
 from .helpers import (
@@ -33,15 +31,6 @@ from .helpers import (
     points,
     run_together,
 )
-
-
-@pytest.fixture(autouse=True)
-def _lanes_are_left_empty():
-    yield
-    deadline = time.monotonic() + 2
-    while _lanes.lanes_in_use() and time.monotonic() < deadline:  # rounds end on gRPC's thread
-        time.sleep(0.01)
-    assert _lanes.lanes_in_use() == []
 
 
 def test_64_simultaneous_flushes_send_at_most_two_rpcs(fake, client, runtime):
@@ -74,7 +63,7 @@ def test_callers_that_arrive_during_an_rpc_share_the_next(fake, client, runtime)
 
     fake.script_flush(delay(0.3))
     chain = [remember_start, *flushkit.default_middleware()]
-    outcomes = run_together(runtime, client, leader_then(5), middleware=chain)
+    outcomes = run_together(runtime, client, server=fake, callers=leader_then(5), middleware=chain)
     assert len(fake.flush_calls) == 2
     assert [o.coalesced for o in outcomes] == [False] + [True] * 5
     assert pickle.loads(pickle.dumps(outcomes[1])) == outcomes[1]
@@ -92,7 +81,7 @@ def test_a_caller_that_times_out_does_not_fail_or_cancel_the_shared_rpc(fake, cl
         Caller(at=0.05, after_lead=True, options={"timeout": 0.45}),
         Caller(at=0.05, after_lead=True),
     ]
-    _, quitter, stayer = run_together(runtime, client, callers)
+    _, quitter, stayer = run_together(runtime, client, server=fake, callers=callers)
     assert isinstance(quitter, flushkit.FlushTimeoutError)
     assert callers[1].ended - callers[1].began >= 0.4
     assert callers[1].ended < fake.flush_calls[1].ended  # its own deadline, not the RPC's end
@@ -108,7 +97,7 @@ def test_a_cancelled_caller_does_not_cancel_the_shared_rpc(fake, client, runtime
         Caller(at=0.05, after_lead=True, cancel_after=0.4),
         Caller(at=0.05, after_lead=True),
     ]
-    _, quitter, stayer = run_together(runtime, client, callers)
+    _, quitter, stayer = run_together(runtime, client, server=fake, callers=callers)
     assert quitter == CANCELLED
     assert callers[1].ended < fake.flush_calls[1].ended  # gone at once, not at the RPC's end
     assert isinstance(stayer, flushkit.FlushResult) and stayer.coalesced
@@ -123,7 +112,7 @@ def test_the_shared_rpc_is_cancelled_once_every_caller_left(fake, client, runtim
         Caller(at=0.05, after_lead=True, options=quick),
         Caller(at=0.05, after_lead=True, options=quick),
     ]
-    outcomes = run_together(runtime, client, callers)
+    outcomes = run_together(runtime, client, server=fake, callers=callers)
     assert isinstance(outcomes[0], flushkit.FlushResult)
     assert all(isinstance(o, flushkit.FlushTimeoutError) for o in outcomes[1:])
     assert fake.wait_for_cancellations(1)
@@ -151,7 +140,7 @@ def test_a_missing_collection_fails_only_the_callers_that_named_it(fake, client,
 
 def test_a_failed_shared_rpc_gives_each_caller_its_own_error(fake, client, runtime):
     fake.script_flush(delay(0.3), delay(0.2, status(65535, 1, "boom")))
-    outcomes = run_together(runtime, client, leader_then(3))
+    outcomes = run_together(runtime, client, server=fake, callers=leader_then(3))
     assert isinstance(outcomes[0], flushkit.FlushResult)
     errors = outcomes[1:]
     assert all(isinstance(e, flushkit.ServerError) and e.coalesced for e in errors)
@@ -162,7 +151,7 @@ def test_a_failed_shared_rpc_gives_each_caller_its_own_error(fake, client, runti
 
 def test_a_grpc_failure_of_the_shared_rpc_is_a_typed_error(fake, client, runtime):
     fake.script_flush(delay(0.3), delay(0.1, abort(grpc.StatusCode.INTERNAL, "kaput")))
-    outcomes = run_together(runtime, client, leader_then(2))
+    outcomes = run_together(runtime, client, server=fake, callers=leader_then(2))
     assert all(
         isinstance(e, flushkit.ServerError) and e.grpc_code == "INTERNAL" for e in outcomes[1:]
     )
@@ -175,7 +164,7 @@ def test_retryable_failures_of_the_shared_rpc_are_retried_together(fake, client,
     fake.script_flush(delay(0.3), limited, delay(0.1), delay(0.1))
     policy = flushkit.RetryPolicy(initial=1.0, jitter=1.0)  # jitter, but not for them
     chain = flushkit.default_middleware(retry=policy)
-    outcomes = run_together(runtime, client, leader_then(16), middleware=chain)
+    outcomes = run_together(runtime, client, server=fake, callers=leader_then(16), middleware=chain)
     assert all(isinstance(o, flushkit.FlushResult) for o in outcomes), outcomes
     assert all(o.attempts == 2 for o in outcomes[1:]), [(o.attempts, o.coalesced) for o in outcomes]
     assert len(fake.flush_calls) <= 4  # the 16 retried together, in at most two RPCs
@@ -185,7 +174,7 @@ def test_waiting_callers_share_the_flush_and_each_polls_within_its_own_budget(
     fake, client, runtime
 ):
     fake.script_flush(delay(0.3))
-    outcomes = run_together(runtime, client, leader_then(8, wait=True))
+    outcomes = run_together(runtime, client, server=fake, callers=leader_then(8, wait=True))
     assert all(o.persisted for o in outcomes), outcomes
     assert len(fake.flush_calls) == 2
     polls = fake.flush_state_calls
@@ -198,7 +187,7 @@ def test_waiting_callers_share_the_flush_and_each_polls_within_its_own_budget(
 def test_each_waiting_caller_polls_until_persisted(fake, client, runtime):
     fake.script_flush(delay(0.3))
     fake.script_flush_state(*[flushed(False)] * 6)  # then persisted (the default)
-    outcomes = run_together(runtime, client, leader_then(4, wait=True))
+    outcomes = run_together(runtime, client, server=fake, callers=leader_then(4, wait=True))
     assert all(o.persisted for o in outcomes), outcomes
     assert len(fake.flush_state_calls) == 5 + 6
 
@@ -211,7 +200,7 @@ def test_callers_that_do_not_wait_are_answered_at_the_flush(fake, client, runtim
         Caller(at=0.05, after_lead=True),
         Caller(at=0.05, after_lead=True, options={"wait": True}),
     ]
-    _, quick, waiter = run_together(runtime, client, callers)
+    _, quick, waiter = run_together(runtime, client, server=fake, callers=callers)
     assert not quick.persisted and waiter.persisted
     assert quick.coalesced and waiter.coalesced
     assert callers[1].ended < fake.flush_state_calls[-1].ended  # not held for the poll
@@ -225,7 +214,7 @@ def test_a_waiter_that_times_out_leaves_the_others_waiting(fake, client, runtime
         Caller(at=0.05, after_lead=True, options={"wait": True, "timeout": 0.6}),
         Caller(at=0.05, after_lead=True, options={"wait": True}),
     ]
-    _, quitter, stayer = run_together(runtime, client, callers)
+    _, quitter, stayer = run_together(runtime, client, server=fake, callers=callers)
     assert isinstance(quitter, flushkit.FlushTimeoutError)
     assert stayer.persisted
     assert fake.wait_for_cancellations(1)
@@ -320,7 +309,7 @@ async def _append(outcomes: list[Any], flusher: flushkit.AsyncFlusher) -> None:
 def test_logs_spans_and_metrics_say_when_a_call_was_coalesced(fake, client, runtime, spans):
     chain, logger, reader = observed_chain(spans)
     fake.script_flush(delay(0.3))
-    outcomes = run_together(runtime, client, leader_then(3), middleware=chain)
+    outcomes = run_together(runtime, client, server=fake, callers=leader_then(3), middleware=chain)
     assert [o.coalesced for o in outcomes] == [False, True, True, True]
     logged = [
         fields["coalesced"] for _, event, fields in logger.events if event.endswith("succeeded")
@@ -342,7 +331,7 @@ def test_failed_coalesced_calls_are_logged_and_counted(fake, client, runtime):
         logger=logger, meter_provider=MeterProvider(metric_readers=[reader])
     )
     fake.script_flush(delay(0.3), status(65535, 1, "boom"))
-    run_together(runtime, client, leader_then(2), middleware=chain)
+    run_together(runtime, client, server=fake, callers=leader_then(2), middleware=chain)
     failed = [fields for _, event, fields in logger.events if event.endswith("failed")]
     assert [f["coalesced"] for f in failed] == [True, True]
     (point,) = points(reader)["flushkit.flush.coalesced"].data.data_points
@@ -351,7 +340,7 @@ def test_failed_coalesced_calls_are_logged_and_counted(fake, client, runtime):
 
 def test_ok_results_of_a_shared_round_are_the_servers(fake, client, runtime):
     fake.script_flush(delay(0.3), ok({"docs": [7, 8, 9]}))
-    outcomes = run_together(runtime, client, leader_then(2))
+    outcomes = run_together(runtime, client, server=fake, callers=leader_then(2))
     assert [o.coll_segIDs["docs"] for o in outcomes] == [(1001, 1002), (7, 8, 9), (7, 8, 9)]
 
 
@@ -370,62 +359,12 @@ def test_a_middleware_can_keep_one_call_out_of_coalescing(fake, client, runtime,
     assert len(fake.flush_calls) == 6
 
 
-class _Flights:
-    """Each Flush round as the lanes held it in flight, in their own bookkeeping: when the
-    round was marked sent (under the lanes' lock) and when its answer began to be recorded.
-    Server-side times cannot judge the lanes: on a busy machine a thread may send its RPC
-    long after the lanes counted it as started."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.sends: list[dict[str, Any]] = []
-        latest: dict[int, dict[str, Any]] = {}  # id(round) -> its latest send
-        send, answered, unsend = _lanes._Round.send, _lanes.answered, _lanes.Plan.unsend
-
-        def ended(round_: Any) -> None:
-            flight = latest.get(id(round_))
-            if flight is not None and flight["ended"] is None:
-                flight["ended"] = time.monotonic()
-
-        def recorded_send(round_: Any, sender: Any, now: float) -> None:
-            clock = time.monotonic()
-            send(round_, sender, now)
-            flight = {"name": round_.lane.key[2], "clock": clock, "started": round_.started}
-            flight.update(ended=None, round=round_)  # keeps the round (and its id) alive
-            latest[id(round_)] = flight
-            self.sends.append(flight)
-
-        def recorded_answer(round_: Any, *args: Any) -> None:
-            ended(round_)
-            answered(round_, *args)
-
-        def recorded_unsend(plan: Any, round_: Any) -> None:
-            ended(round_)
-            unsend(plan, round_)
-
-        monkeypatch.setattr(_lanes._Round, "send", recorded_send)
-        monkeypatch.setattr(_lanes, "answered", recorded_answer)
-        monkeypatch.setattr(flushkit._core, "answered", recorded_answer)
-        monkeypatch.setattr(_lanes.Plan, "unsend", recorded_unsend)
-
-    def overlapping(self, name: str) -> list[tuple[float, float]]:
-        """The lanes' start times of each Flush of ``name`` sent while the one sent before
-        it was still in flight, and of that one."""
-        flights = sorted((f for f in self.sends if f["name"] == name), key=lambda f: f["clock"])
-        assert all(f["ended"] is not None for f in flights), "a Flush never ended"
-        return [
-            (first["started"], then["started"])
-            for first, then in itertools.pairwise(flights)
-            if then["clock"] < first["ended"]
-        ]
-
-
 @pytest.mark.parametrize("seed", [1, 2])
-def test_many_overlapping_calls_keep_every_promise(fake, client, runtime, seed, monkeypatch):
+def test_many_overlapping_calls_keep_every_promise(fake, client, runtime, seed):
     """Randomised: callers of overlapping collection sets, with and without waiting, with
     tight and loose budgets, against a slow, sometimes failing server."""
     import random
 
-    flights = _Flights(monkeypatch)
     rng = random.Random(seed)
     fake.missing("ghost")
     fake.script_flush(
@@ -460,7 +399,9 @@ def test_many_overlapping_calls_keep_every_promise(fake, client, runtime, seed, 
             assert "ghost" not in caller.names
         if isinstance(outcome, flushkit.CollectionNotFoundError):
             assert "ghost" in caller.names
-    assert flights.sends, "the lanes were not observed"
-    for name in names:  # a second Flush of a collection only once the first is overdue
-        for first, then in flights.overlapping(name):
-            assert then - first >= _lanes.HOLD_MIN, f"{name!r} overlapped early"
+    # Every place was given up: each collection's next flush is its own Flush at once.
+    fake.reset()
+    with flushkit.Flusher(client) as flusher:
+        for name in ["a", "b", "c"]:
+            assert not flusher.flush(name, timeout=5.0).coalesced
+    assert len(fake.flush_calls) == 3

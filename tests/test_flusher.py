@@ -331,7 +331,8 @@ def test_bad_constructor_arguments_are_refused_without_rpcs(client, fake, make, 
     assert [call.method for call in fake.calls if call.method != "Connect"] == []
 
 
-def test_a_flusher_follows_the_clients_current_database(fake, client, runtime):
+@pytest.mark.parametrize("runtime", ["blocking", "asyncio", "trio"])  # "aio" flushes through
+def test_a_flusher_follows_the_clients_current_database(fake, client, runtime):  # a twin client
     flush = flush_in(runtime, client)  # made before the switch
     client.use_database("analytics")
     result = flush("docs", timeout=5.0)

@@ -86,6 +86,7 @@ def test_a_missing_database_is_database_not_found(lite, runtime):
     assert caught.value.db_name == "no_such_db"
 
 
+@pytest.mark.parametrize("runtime", ["blocking", "asyncio", "trio"])  # "aio": a twin client
 def test_a_flusher_follows_use_database(tmp_path, runtime):
     from pymilvus import MilvusClient
 

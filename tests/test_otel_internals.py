@@ -20,7 +20,7 @@ def test_before_any_provider_the_global_tracer_is_a_proxy_without_a_provider():
     # This test process never installs a global provider (tests pass theirs explicitly).
     tracer = trace.get_tracer("probe")
     assert _otel_internals.is_global_proxy(tracer)
-    assert _otel_internals.no_tracer_provider()
+    assert _otel_internals.tracer_provider_probe()() is None
     assert not tracer.start_span("probe").is_recording()
 
 
@@ -31,20 +31,21 @@ def test_a_tracer_of_a_given_provider_is_not_the_global_proxy():
 
 def test_a_global_meters_instruments_are_proxies_without_a_real_one():
     histogram = metrics.get_meter("probe").create_histogram("probe.duration")
-    assert _otel_internals.instrument_records_nothing(histogram)
+    assert _otel_internals.real_instrument_probe(histogram)() is None
     counter = metrics.get_meter("probe").create_counter("probe.count")
-    assert _otel_internals.instrument_records_nothing(counter)
+    assert _otel_internals.real_instrument_probe(counter)() is None
 
 
 def test_an_sdk_instrument_records():
     histogram = MeterProvider().get_meter("probe").create_histogram("probe.duration")
-    assert not _otel_internals.instrument_records_nothing(histogram)
+    assert _otel_internals.real_instrument_probe(histogram)() is not None
 
 
 def test_unknown_internals_take_the_ordinary_path(monkeypatch):
+    probe = _otel_internals.tracer_provider_probe()
     monkeypatch.delattr(trace, "_TRACER_PROVIDER")
-    assert not _otel_internals.no_tracer_provider()
-    assert not _otel_internals.instrument_records_nothing(object())
+    assert probe() is not None
+    assert _otel_internals.real_instrument_probe(object())() is not None
 
 
 def test_without_a_provider_the_quiet_path_asks_the_api_for_nothing(client, monkeypatch):

@@ -5,20 +5,33 @@ limiter, blocking, under asyncio and under trio."""
 
 from __future__ import annotations
 
-import ast
 import math
-import pathlib
 import time
 
 import pytest
+from pymilvus import MilvusClient
 
 import flushkit
-from flushkit import _lanes
 from flushkit._models import Status
-from flushkit._pacing import DEFAULT_WINDOW, FIRST_BACKOFF, Pace, is_throttled, rate_named_in
+from flushkit._scheduler import (
+    DEFAULT_WINDOW,
+    FIRST_BACKOFF,
+    HOLD_MAX,
+    Collection,
+    is_throttled,
+    rate_named_in,
+)
 from flushkit.testing import delay, hang, status
 
-from .helpers import Caller, RecordingLogger, flush_in, observed_chain, points, run_together
+from .helpers import (
+    Caller,
+    RecordingLogger,
+    flush_in,
+    flushes_on_one_client,
+    observed_chain,
+    points,
+    run_together,
+)
 
 THROTTLED = Status(8, "RateLimit", "rate limit exceeded[rate=0.1]", True, "", 49)
 
@@ -48,49 +61,51 @@ def test_only_rate_limits_are_throttling():
 
 
 def test_a_throttled_answer_naming_the_rate_sets_the_slot_one_interval_after_admission():
-    pace = Pace()
-    pace.admitted(100.0)
+    pace = Collection("default", "docs")
+    assert pace.admitted(100.0, 0.0) == 100.0 + DEFAULT_WINDOW  # remembered that long
     assert pace.slot == 100.0  # nothing known yet: no pacing
-    pace.throttled(100.5, THROTTLED)
-    assert pace.interval == pytest.approx(10.0)
-    assert pace.slot == pytest.approx(110.0)
+    interval, until = pace.throttled(100.5, THROTTLED, 0.0)
+    assert interval == pytest.approx(10.0)
+    assert pace.slot == pytest.approx(110.0) and until == pace.slot
     assert pace.backoff == 0  # explained by the interval
-    pace.admitted(110.2)
+    pace.admitted(110.2, interval)
     assert pace.slot == pytest.approx(120.2)  # from now on paced without throttling
 
 
 def test_unexplained_throttling_backs_off_doubling_up_to_the_window():
-    pace = Pace()
+    pace = Collection("default", "docs")
     slots = []
     now = 0.0
     for _ in range(8):
-        pace.throttled(now, Status(8, "RateLimit", "rate limit exceeded", True, "", 49))
+        interval, until = pace.throttled(
+            now, Status(8, "RateLimit", "rate limit exceeded", True, "", 49), 0.0
+        )
+        assert interval == 0.0 and until == pytest.approx(now + DEFAULT_WINDOW)
         slots.append(pace.slot - now)
         now = pace.slot
     expected = [min(FIRST_BACKOFF * 2**i, DEFAULT_WINDOW) for i in range(8)]
     assert slots == pytest.approx(expected)
-    pace.admitted(now)
+    pace.admitted(now, 0.0)
     assert pace.backoff == 0 and pace.slot == now  # admitted: relaxed
 
 
 def test_throttling_long_after_the_last_admission_backs_off_within_the_interval():
-    pace = Pace()
-    pace.admitted(0.0)
-    pace.throttled(50.0, Status(8, "RateLimit", "x[rate=0.5]", True, "", 49))  # others flushed
+    pace = Collection("default", "docs")
+    pace.admitted(0.0, 0.0)
+    others = Status(8, "RateLimit", "x[rate=0.5]", True, "", 49)
+    interval, _ = pace.throttled(50.0, others, 0.0)  # others flushed
+    assert interval == 2.0
     assert pace.slot == pytest.approx(50.0 + FIRST_BACKOFF)
     for _ in range(5):
-        pace.throttled(pace.slot, Status(8, "RateLimit", "x[rate=0.5]", True, "", 49))
+        pace.throttled(pace.slot, others, interval)
     assert pace.backoff == pytest.approx(2.0)  # capped at the interval, 1 / 0.5
 
 
 def test_a_seeded_interval_paces_from_the_first_admission():
-    pace = Pace()
-    pace.seed(10.0)
+    pace = Collection("default", "docs")
     assert pace.slot == -math.inf
-    pace.admitted(5.0)
+    assert pace.admitted(5.0, 10.0) == 15.0
     assert pace.slot == 15.0
-    pace.seed(3.0)  # a smaller seed never shortens it
-    assert pace.interval == 10.0
 
 
 def test_bad_flush_intervals_are_refused(client):
@@ -102,51 +117,7 @@ def test_bad_flush_intervals_are_refused(client):
         flushkit.Flusher(client, flush_interval="10")
 
 
-def test_no_import_cycle_among_flushkit_modules():
-    """TYPE_CHECKING imports included: each module's flushkit imports form no cycle."""
-    package = pathlib.Path(flushkit.__file__).parent
-    graph: dict[str, set[str]] = {}
-    for path in package.rglob("*.py"):
-        parts = path.relative_to(package).with_suffix("").parts
-        name = ".".join(p for p in parts if p != "__init__")
-        package_parts = parts[:-1]
-        graph[name] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level:
-                base = list(package_parts[: len(package_parts) - node.level + 1])
-                target = ".".join([*base, *(node.module or "").split(".")]).strip(".")
-                names = [target] if node.module else [".".join([*base, a.name]) for a in node.names]
-                graph[name].update(names)
-    graph = {k: {t for t in v if t in graph and t != k} for k, v in graph.items()}
-    graph.pop("", None)  # the package itself re-exports everything
-    for edges in graph.values():
-        edges.discard("")
-    state: dict[str, int] = {}
-
-    def visit(node: str, path: list[str]) -> None:
-        state[node] = 1
-        for nxt in graph[node]:
-            if state.get(nxt) == 1:
-                raise AssertionError(f"import cycle: {' -> '.join([*path, node, nxt])}")
-            if nxt not in state:
-                visit(nxt, [*path, node])
-        state[node] = 2
-
-    for node in graph:
-        if node not in state:
-            visit(node, [])
-
-
 # end to end, against the scripted server's limiter
-
-
-@pytest.fixture(autouse=True)
-def _lanes_are_left_unused():
-    yield
-    deadline = time.monotonic() + 2
-    while _lanes.lanes_in_use() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert _lanes.lanes_in_use() == []
 
 
 def test_two_flushes_in_a_row_both_succeed_the_second_at_the_next_slot(fake, client, runtime):
@@ -258,19 +229,22 @@ def a_call_behind_a_hanging_flush(fake, client, runtime) -> tuple[Caller, float]
 def test_a_hanging_flush_holds_the_calls_behind_it_for_at_most_the_hold(fake, client, runtime):
     behind, after = a_call_behind_a_hanging_flush(fake, client, runtime)
     # no answer timed yet on this server: the calls behind wait HOLD_MAX at most
-    assert after >= _lanes.HOLD_MAX - 0.05
+    assert after >= HOLD_MAX - 0.05
     assert behind.ended - behind.began < 3.0  # not held until its own deadline
 
 
-def test_once_the_server_is_known_to_be_fast_a_hanging_flush_holds_for_less(
-    fake, client, runtime
+@pytest.mark.parametrize("runtime", ["blocking", "asyncio", "trio"])  # "aio": run_together
+def test_once_the_server_is_known_to_be_fast_a_hanging_flush_holds_for_less(  # has a client
+    fake,
+    client,
+    runtime,  # of its own, which has timed nothing
 ):
     flush = flush_in(runtime, client)
     for _ in range(5):  # answers in about a millisecond
         flush("docs", timeout=4.0)
-    fake.clear_calls()  # not reset(): that would make flushkit forget what it learned
+    fake.clear_calls()
     _, after = a_call_behind_a_hanging_flush(fake, client, runtime)
-    assert after < _lanes.HOLD_MAX - 0.2
+    assert after < HOLD_MAX - 0.2
 
 
 def test_pacing_is_logged_counted_and_traced(fake, client, runtime, spans):
@@ -310,17 +284,21 @@ def test_a_call_that_cannot_wait_logs_and_traces_retry_after(fake, client, runti
 
 def test_the_slot_is_shared_across_flushers_of_one_client(fake, client, runtime):
     fake.limit_flush_rate(2.0)
-    flush_in(runtime, client, flush_interval=0.5)("docs", timeout=10.0)
-    other = flush_in(runtime, client)  # learns nothing itself: the lane knows
+    seeded, other = flushes_on_one_client(runtime, client, {"flush_interval": 0.5}, {})
+    seeded("docs", timeout=10.0)  # the other learns nothing itself: the client knows
     assert other("docs", timeout=10.0).status.ok
     assert fake.throttled_calls == []
 
 
 def test_a_throttled_shared_round_goes_again_together(fake, client, runtime):
     fake.script_flush(delay(0.3), status(8, 49, "rate limit exceeded[rate=4]", retriable=True))
-    outcomes = run_together(runtime, client, [Caller(options={"timeout": 5.0})] + [
-        Caller(at=0.05, after_lead=True, options={"timeout": 5.0}) for _ in range(8)
-    ])
+    outcomes = run_together(
+        runtime,
+        client,
+        server=fake,
+        callers=[Caller(options={"timeout": 5.0})]
+        + [Caller(at=0.05, after_lead=True, options={"timeout": 5.0}) for _ in range(8)],
+    )
     assert all(isinstance(o, flushkit.FlushResult) for o in outcomes), outcomes
     assert len(fake.flush_calls) == 3  # the leader's, the throttled round, the round again
     assert sum(o.throttled for o in outcomes) == 1  # counted once, by its sender
@@ -336,9 +314,7 @@ def test_a_call_that_fails_after_waiting_for_its_slot_reports_the_wait(fake, cli
     assert caught.value.paced > 0.1
 
 
-def test_a_call_that_times_out_after_waiting_for_its_slot_reports_the_wait(
-    fake, client, runtime
-):
+def test_a_call_that_times_out_after_waiting_for_its_slot_reports_the_wait(fake, client, runtime):
     flush = flush_in(runtime, client, flush_interval=0.3)
     flush("docs", timeout=10.0)
     fake.script_flush(hang())
@@ -347,13 +323,17 @@ def test_a_call_that_times_out_after_waiting_for_its_slot_reports_the_wait(
     assert caught.value.paced > 0.1
 
 
-def test_the_test_servers_reset_makes_flushkit_forget_its_pacing(fake, client, runtime):
+def test_pacing_belongs_to_the_client_a_new_client_starts_afresh(fake, client, runtime):
     fake.limit_flush_rate(0.1)
     flush = flush_in(runtime, client)
     flush("docs")
     with pytest.raises(flushkit.RateLimitedError):
         flush("docs", timeout=1.0)  # the next slot is 10 s away: fails at once
-    fake.reset()  # no rate limit any more, and flushkit forgets the slot it learned
-    sent = len(fake.flush_calls)
-    assert flush("docs", timeout=1.0).status.ok
-    assert len(fake.flush_calls) == sent + 1
+    fake.reset()  # no rate limit any more
+    fresh = MilvusClient(uri=fake.uri)
+    try:
+        sent = len(fake.flush_calls)
+        assert flush_in(runtime, fresh)("docs", timeout=1.0).status.ok
+        assert len(fake.flush_calls) == sent + 1
+    finally:
+        fresh.close()

@@ -1,12 +1,12 @@
-"""The pymilvus internals flushkit relies on (flushkit/_grpc/pymilvus.py). If one of these
-fails, pymilvus changed them: update _grpc/pymilvus.py, not this test."""
+"""The pymilvus internals flushkit relies on (flushkit/_grpc/pymilvus_internals.py). If one of these
+fails, pymilvus changed them: update _grpc/pymilvus_internals.py, not this test."""
 
 import grpc
 import pytest
 from pymilvus import MilvusClient
 from pymilvus.grpc_gen import milvus_pb2
 
-from flushkit._grpc.pymilvus import MilvusConnection
+from flushkit._grpc.pymilvus_internals import MilvusConnection
 
 from .helpers import replace_channel
 
@@ -74,7 +74,7 @@ def test_async_client_connects_lazily_and_exposes_its_grpc_aio_channel(fake):
     import anyio
     from pymilvus import AsyncMilvusClient
 
-    from flushkit._grpc.pymilvus import AsyncMilvusConnection, is_async_client
+    from flushkit._grpc.pymilvus_internals import AsyncMilvusConnection, is_async_client
 
     async def main() -> None:
         client = AsyncMilvusClient(uri=fake.uri, token="root:Milvus", db_name="prod")

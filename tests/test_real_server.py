@@ -103,6 +103,7 @@ def test_database_that_does_not_exist(root, runtime):
     assert "no_such_db" in caught.value.reason
 
 
+@pytest.mark.parametrize("runtime", ["blocking", "asyncio", "trio"])  # "aio": a twin client
 def test_a_flusher_follows_the_clients_current_database(root, runtime):
     if "switched" not in root.list_databases():
         root.create_database("switched")
@@ -267,8 +268,8 @@ def test_the_same_load_through_pymilvus_meets_the_rate_limit(limited, rate_bench
 
 
 # Milvus's default flush rate (one Flush every 10 s), as the 2.3.5 server's server-wide
-# limit. One counting proxy per server, kept across tests, so that the lanes remember what
-# they learned, as in a long-running service.
+# limit. One counting proxy and one client per server, kept across tests, so that the
+# client's scheduler remembers what it learned, as in a long-running service.
 
 _PROXIES: dict[str, Any] = {}
 
@@ -276,7 +277,8 @@ _PROXIES: dict[str, Any] = {}
 @pytest.fixture(scope="module")
 def _proxies():
     yield _PROXIES
-    for proxy in _PROXIES.values():
+    for proxy, client in _PROXIES.values():
+        client.close()
         proxy.__exit__(None, None, None)
     _PROXIES.clear()
 
@@ -286,17 +288,16 @@ def default_limited(milvus_servers, rate_bench, _proxies):
     """A server at Milvus's default flush rate, behind a proxy that counts Flush RPCs and
     throttled answers; the collection has a fresh row."""
     server = milvus_servers.get(**rate_bench.DEFAULT_RATE_LIMIT)
-    proxy = _proxies.get(server.uri)
-    if proxy is None:
-        proxy = _proxies[server.uri] = rate_bench.CountingProxy(server.uri.removeprefix("http://"))
+    if server.uri not in _proxies:
+        proxy = rate_bench.CountingProxy(server.uri.removeprefix("http://"))
         proxy.__enter__()
-    client = MilvusClient(uri=proxy.uri)
+        _proxies[server.uri] = (proxy, MilvusClient(uri=proxy.uri))
+    proxy, client = _proxies[server.uri]
     if not client.has_collection(rate_bench.COLLECTION):
         client.create_collection(rate_bench.COLLECTION, dimension=4)
     client.insert(rate_bench.COLLECTION, [{"id": 7, "vector": [0.1, 0.2, 0.3, 0.4]}])
     proxy.take()
-    yield client, proxy
-    client.close()
+    return client, proxy
 
 
 def test_two_flushes_in_a_row_both_succeed_under_the_default_rate_limit(

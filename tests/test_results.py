@@ -77,6 +77,8 @@ def test_request_replace_changes_each_field_and_only_it():
     request = FlushRequest(("a",), "default", 5.0, False, 1.0, 2.0, "host", 19530, False, None)
     names = [field.name for field in dataclasses.fields(FlushRequest)]
     for name in names:
+        if name == "timeout":  # moves the deadline too: below
+            continue
         marker = object()
         copy = request.replace(**{name: marker})
         assert getattr(copy, name) is marker
@@ -88,6 +90,15 @@ def test_request_replace_changes_each_field_and_only_it():
         request.replace(colection_names=("b",))  # type: ignore[call-arg]
     with pytest.raises(dataclasses.FrozenInstanceError):
         request.db_name = "other"  # type: ignore[misc]
+
+
+def test_a_new_timeout_moves_the_deadline_it_set():
+    request = FlushRequest(("a",), "default", 5.0, False, 100.0, 105.0)
+    assert request.replace(timeout=2.0).deadline == 102.0
+    assert request.replace(timeout=None).deadline is None
+    assert request.replace(timeout=2.0, deadline=101.0).deadline == 101.0  # given: kept
+    unbounded = FlushRequest(("a",), "default", 5.0, False, 100.0)  # no timeout middleware
+    assert unbounded.replace(timeout=2.0).deadline is None
 
 
 def test_replace_may_change_exactly_the_requests_fields():

@@ -30,7 +30,7 @@ def test_short_soak(soak, backend):
     assert report.undocumented == []
     assert report.hung == 0
     assert report.coalesced > 0  # 64 callers on 50 collections share some RPCs
-    assert report.lanes_left == 0
+    assert report.calls_left == 0
     # single calls end within 50 ms of their budget (test_faults.py); 64 callers and the
     # in-process server sharing two cores can wake the loop later than that
     assert report.slowest <= soak.TIMEOUT + 1.0  # the soak's own hang guard
@@ -46,6 +46,6 @@ def test_short_soak_under_the_servers_rate_limit(soak, backend):
     assert sum(report.outcomes.values()) == 1000
     assert report.undocumented == []
     assert report.hung == 0
-    assert report.lanes_left == 0
+    assert report.calls_left == 0
     assert report.throttled > 0  # the limiter answered, and the calls waited it out
     assert report.outcomes["success"] > 500, report.outcomes

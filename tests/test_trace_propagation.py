@@ -103,7 +103,7 @@ def test_a_shared_round_carries_its_senders_context_and_joiners_link_to_it(
 ):
     fake.script_flush(delay(0.3), delay(0.2))
     callers = leader_then(3)
-    outcomes = run_together(runtime, client, callers, middleware=traced(spans))
+    outcomes = run_together(runtime, client, server=fake, callers=callers, middleware=traced(spans))
     assert [o.coalesced for o in outcomes] == [False, True, True, True]
     finished = {s.context.span_id: s for s in spans.get_finished_spans()}
     lead_rpc, shared_rpc = fake.flush_calls

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from flushkit._validation import collection_names_of, db_name_of, timeout_of, wait_of
+from flushkit._models import collection_names_of, db_name_of, timeout_of, wait_of
 
 
 @pytest.mark.parametrize(

@@ -4,39 +4,15 @@
 >>> flusher.flush(["docs", "images"], timeout=5.0, wait=True)
 """
 
-from . import (
-    _lite_milvus_uri,  # noqa: F401  first: imports pymilvus (see there why)
-    middleware,
-)
-from ._chain import Flow, Middleware
-from ._client import DEFAULT_TIMEOUT, USE_FLUSHER_DEFAULT, AsyncFlusher, Flusher
-from ._exceptions import (
-    ClientClosedError,
-    CollectionNotFoundError,
-    DatabaseNotFoundError,
-    FlushError,
-    FlushTimeoutError,
-    InvalidArgumentError,
-    PermissionDeniedError,
-    QuotaExceededError,
-    RateLimitedError,
-    ServerError,
-    ServiceUnavailableError,
-)
-from ._models import FlushRequest, FlushResult, Pause, Status
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import _lite_milvus_uri  # noqa: F401  first: see there why
 from ._version import __version__
-from .middleware import (
-    CoalescingMiddleware,
-    LoggingMiddleware,
-    MetricsMiddleware,
-    RequestPreparer,
-    RetryMiddleware,
-    RetryPolicy,
-    StatusMiddleware,
-    TimeoutMiddleware,
-    TracingMiddleware,
-    default_middleware,
-)
+
+if TYPE_CHECKING:  # the names of __all__, for type checkers (loaded lazily below)
+    from ._public import *  # noqa: F403
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -48,6 +24,7 @@ __all__ = [
     "DatabaseNotFoundError",
     "Flow",
     "FlushError",
+    "FlushOptions",
     "FlushRequest",
     "FlushResult",
     "FlushTimeoutError",
@@ -75,13 +52,16 @@ __all__ = [
 ]
 
 
-def _shown_here() -> None:
-    """Reprs, tracebacks, pickles and docs name these ``flushkit.X`` (as httpx does); the
-    middlewares stay ``flushkit.middleware.X``."""
-    for name in __all__:
-        public = globals()[name]
-        if isinstance(public, type) and public.__module__ != middleware.__name__:
-            public.__module__ = __name__
+def __getattr__(name: str) -> Any:
+    """Loads the public names at the first use of one: ``import flushkit`` alone (as
+    pytest does for flushkit's plugin) imports neither grpc nor pymilvus."""
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import _public
+
+    globals().update({public: getattr(_public, public) for public in __all__})
+    return globals()[name]
 
 
-_shown_here()
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

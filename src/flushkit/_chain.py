@@ -1,4 +1,4 @@
-"""The middleware chain: generator flows, composed once, stepped by a driver.
+"""The middleware chain: generator flows, composed once, walked for each call.
 
 A middleware is any callable that takes a :class:`FlushRequest` and returns a generator
 (a *flow*). The flow yields one of two things and is resumed with the answer:
@@ -15,25 +15,27 @@ exception. Because the driver, not the middleware, performs the I/O and the slee
 middleware serves the blocking facade, asyncio and trio alike (as pluggy's hook wrappers
 and httpx's ``Auth.auth_flow`` do).
 
-A middleware that only sets request fields, the same way at every call and from the
-request's own fields (the timeout's deadline, the coalescing wish), is a
-:class:`RequestPreparer`: it runs no flow. The chain applies every preparer, in chain
-order, to the fields of each call's request when the request is made, before any flow
-runs (so every flow sees the prepared request), without a copy.
+**Order.** The flows run in list order, the first in the list outermost. A middleware
+that only sets fields of the request the call starts with, the same way at every call and
+from the caller's arguments alone (the timeout's deadline, the coalescing wish), is a
+:class:`RequestPreparer`: it runs no flow; every flow, wherever it is in the list, sees
+the fields it set, and a flow that changes one of them changes it for the flows inside.
 
-A :class:`Chain` is composed once per flusher. For each call, :meth:`Chain.steps` walks it
+A :class:`Chain` is composed once per flusher. For each call, :meth:`Chain.walk` walks it
 as pluggy's ``_multicall`` walks hook wrappers: one stack of running flows, the core
-flush on top, and a loop that hands each flow's answer to the one below. The drivers only
-see the core's RPC calls and the pauses.
+flush on top, and a loop that hands each flow's answer to the one below. The walk is
+itself a generator: it yields the core's effects and the flows' pauses to the driver,
+which sends back each outcome (an answer, or :class:`~flushkit._effects.Failed`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from inspect import isfunction, isgeneratorfunction
 from types import GeneratorType
 from typing import Any, Generic, Protocol, TypeVar
 
+from ._effects import Failed
 from ._models import (
     REQUEST_FIELDS,
     FlushRequest,
@@ -43,7 +45,7 @@ from ._models import (
     new_request,
 )
 
-__all__ = ["Chain", "Flow", "Middleware", "RequestPreparer", "Steps"]
+__all__ = ["Chain", "Flow", "Middleware", "RequestPreparer"]
 
 Effect = TypeVar("Effect")
 
@@ -60,10 +62,10 @@ class Middleware(Protocol):
 class RequestPreparer:
     """Base of a middleware that only sets request fields, the same way at every call.
 
-    A subclass defines :meth:`prepare`, which changes the fields of a call's request in
-    place, reading nothing but those fields (the chain runs it when the call's request is
-    made, before any flow: a flow that changes ``timeout`` sets ``deadline`` itself).
-    Called as a flow (outside a chain), it yields the prepared copy of the request.
+    A subclass defines :meth:`prepare`, which changes the fields of the request a call
+    starts with, in place, reading nothing but those fields. The chain runs it when the
+    call's request is made, so every flow sees what it set. Called as a flow (outside a
+    chain), it yields the prepared copy of the request.
     """
 
     def prepare(self, fields: RequestChanges) -> None:
@@ -110,87 +112,60 @@ class Chain(Generic[Effect]):
     def request(self, fields: dict[str, Any]) -> FlushRequest:
         """A call's request of ``fields`` (all of a request's fields, in a dict that
         becomes the request's own), prepared by the chain's preparers."""
-        return _prepared(self.preparers, fields) if self.preparers else new_request(fields)
+        preparers: tuple[Any, ...] = self.preparers
+        for prepare in preparers:
+            prepare(fields)
+        if preparers and fields.keys() != REQUEST_FIELDS:  # a field added, dropped, renamed
+            raise _bad_fields(preparers, fields)
+        return new_request(fields)
 
-    def steps(self, request: FlushRequest) -> Steps[Effect]:
-        """Walk the chain for one call."""
-        return Steps(self, request)
-
-
-class Steps(Iterator[Effect | Pause]):
-    """One call's walk through a :class:`Chain`.
-
-    Iterate to get each effect to perform (the core's calls, any flow's pauses); report
-    how it went with :meth:`send` (the answer) or :meth:`throw` (the exception). When the
-    outermost flow is done, iteration stops and :attr:`result` holds what it returned, or
-    iteration raises what it raised.
-    """
-
-    __slots__ = ("_answer", "_chain", "_error", "_request", "_stack", "result")
-
-    def __init__(self, chain: Chain[Effect], request: FlushRequest) -> None:
-        self._chain = chain
-        self._stack: list[Generator[Any, Any, FlushResult]] = []
-        self._request: FlushRequest | None = request  # a request to run at the next depth
-        self._answer: Any = None
-        self._error: BaseException | None = None
-
-    def send(self, answer: Any) -> None:
-        self._answer = answer
-
-    def throw(self, error: BaseException) -> None:
-        self._answer, self._error = None, error
-
-    def __next__(self) -> Effect | Pause:
-        # On every call's path: the walk's state lives in locals until it returns.
-        stack = self._stack
-        chain = self._chain
-        middleware = chain.flows
-        core_depth = chain.depth
-        request, answer, error = self._request, self._answer, self._error
-        self._request = self._answer = self._error = None
+    def walk(self, request: FlushRequest) -> Generator[Effect | Pause, Any, FlushResult]:
+        """One call's walk: yields each effect to perform (the core's effects, any flow's
+        pauses), is sent each outcome (the answer, or a :class:`Failed`), and returns what
+        the outermost flow returned (or raises what it raised)."""
+        flows = self.flows
+        core_depth = self.depth
+        stack: list[Generator[Any, Any, Any]] = []
+        answer: Any = None
+        error: BaseException | None = None
+        next_request: FlushRequest | None = request  # to run at the next depth
         while True:
-            if request is not None:  # run the rest of the chain at the next depth
+            if next_request is not None:  # run the rest of the chain one level deeper
                 depth = len(stack)
                 try:
                     if depth == core_depth:
-                        stack.append(chain.core(request))
+                        stack.append(self.core(next_request))
                     else:
-                        started = middleware[depth](request)
-                        if type(started) is not GeneratorType and not isinstance(
-                            started, Generator
-                        ):
-                            raise _not_a_flow(middleware[depth], started)
-                        stack.append(started)
-                except Exception as exc:  # a middleware that failed to start a flow
+                        flow = flows[depth](next_request)
+                        if type(flow) is not GeneratorType and not isinstance(flow, Generator):
+                            raise _not_a_flow(flows[depth], flow)
+                        stack.append(flow)
+                except Exception as exc:  # a middleware that failed to start its flow
                     if not stack:
                         raise
                     answer, error = None, exc
-                request = None
-            flow = stack[-1]
+                next_request = None
+            top = stack[-1]
             try:
                 if error is None:
-                    step = flow.send(answer)
+                    step = top.send(answer)
                 else:
                     thrown, error = error, None
-                    step = flow.throw(thrown)
-            except StopIteration as done:
+                    step = top.throw(thrown)
+            except StopIteration as done:  # the flow returned: hand its value down
                 stack.pop()
-                value = done.value
-                depth = len(stack)
-                if depth < core_depth and type(value) is not FlushResult:
-                    try:  # a middleware returned, not the core: it must be a result
-                        value = self._checked(depth, value)
-                    except TypeError as exc:
-                        if not stack:
-                            raise
-                        answer, error = None, exc
-                        continue
-                if stack:
-                    answer = value
-                    continue
-                self.result: FlushResult = value
-                raise StopIteration from None
+                answer = done.value
+                if (
+                    len(stack) < core_depth
+                    and type(answer) is not FlushResult
+                    and not isinstance(answer, FlushResult)
+                ):
+                    answer, error = None, _not_a_result(flows[len(stack)], answer)
+                    if not stack:
+                        raise error from None
+                if not stack:
+                    return answer  # type: ignore[no-any-return]
+                continue
             except BaseException as exc:  # the flow raised: throw it into the one below
                 stack.pop()
                 if not stack:
@@ -199,31 +174,28 @@ class Steps(Iterator[Effect | Pause]):
                 continue
             answer = None
             depth = len(stack) - 1
-            if depth < core_depth and type(step) is FlushRequest:
-                request = step
+            if depth < core_depth and isinstance(step, FlushRequest):
+                next_request = step
                 continue
             if depth == core_depth or isinstance(step, Pause):
-                return step  # type: ignore[no-any-return]
-            if isinstance(step, FlushRequest):
-                request = step
+                try:
+                    answer = yield step
+                except GeneratorExit:
+                    for flow in reversed(stack):
+                        flow.close()
+                    raise
+                if type(answer) is Failed:  # thrown into the flow that asked for it
+                    answer, error = None, answer.error
                 continue
-            flow.close()
+            top.close()
             stack.pop()
             wrong = TypeError(
-                f"middleware {middleware[depth]!r} yielded {step!r}; "
+                f"middleware {flows[depth]!r} yielded {step!r}; "
                 "it may yield only a FlushRequest or a Pause"
             )
             if not stack:
                 raise wrong
             answer, error = None, wrong
-
-    def _checked(self, depth: int, value: Any) -> FlushResult:
-        if not isinstance(value, FlushResult):
-            raise TypeError(
-                f"middleware {self._chain.flows[depth]!r} returned {value!r}; "
-                "it must return the FlushResult (result = yield request; return result)"
-            )
-        return value
 
 
 def _prepared(preparers: tuple[Any, ...], fields: dict[str, Any]) -> FlushRequest:
@@ -242,6 +214,13 @@ def _bad_fields(preparers: tuple[Any, ...], fields: dict[str, Any]) -> TypeError
         f"a request preparer of {[p.__self__ for p in preparers]!r} changed the request's "
         f"fields themselves (unknown: {unknown}, missing: {missing}); prepare(fields) may "
         "only change the values of FlushRequest's fields"
+    )
+
+
+def _not_a_result(middleware: Middleware, value: object) -> TypeError:
+    return TypeError(
+        f"middleware {middleware!r} returned {value!r}; "
+        "it must return the FlushResult (result = yield request; return result)"
     )
 
 

@@ -13,19 +13,28 @@ import functools
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
-from ._chain import Chain, Middleware, Steps
+from ._chain import Chain, Middleware
 from ._core import flush_flow
-from ._effects import Await, Call, Start
 from ._exceptions import ClientClosedError
 from ._grpc.transport import Transport, transport_for
-from ._lanes import Lanes
-from ._models import REQUEST_DEFAULTS, FlushRequest, FlushResult, Pause
-from ._validation import collection_names_of, db_name_of, interval_of, timeout_of, wait_of
+from ._models import (
+    REQUEST_DEFAULTS,
+    FlushRequest,
+    FlushResult,
+    collection_names_of,
+    db_name_of,
+    interval_of,
+    timeout_of,
+    wait_of,
+)
 from .middleware import default_middleware
 
-__all__ = ["DEFAULT_TIMEOUT", "USE_FLUSHER_DEFAULT", "AsyncFlusher", "Flusher"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["DEFAULT_TIMEOUT", "USE_FLUSHER_DEFAULT", "AsyncFlusher", "FlushOptions", "Flusher"]
 
 
 class UseFlusherDefault:
@@ -40,6 +49,19 @@ USE_FLUSHER_DEFAULT: Final = UseFlusherDefault()
 
 #: The flusher-wide default budget of one flush, in seconds.
 DEFAULT_TIMEOUT = 60.0
+
+#: One collection name, or several.
+Names = str | Sequence[str]
+
+
+class FlushOptions(TypedDict, total=False):
+    """The keyword options of ``flush``: ``db_name`` (None: the client's database),
+    ``timeout`` (seconds, None for no limit; default: the flusher's own) and ``wait``
+    (also wait until the sealed segments are persisted; default False)."""
+
+    db_name: str | None
+    timeout: float | UseFlusherDefault | None
+    wait: bool
 
 
 class FlusherBase:
@@ -56,10 +78,12 @@ class FlusherBase:
         self.timeout = timeout_of(timeout)
         self.flush_interval = interval_of(flush_interval)
         self._transport = self._transport_for(client)
-        lanes = Lanes(self._transport.identity, self.flush_interval)
+        scheduler = self._transport.scheduler
+        if self.flush_interval:
+            scheduler.seed(self.flush_interval)
         self._chain = Chain(
             default_middleware() if middleware is None else middleware,
-            functools.partial(flush_flow, lanes=lanes),
+            functools.partial(flush_flow, scheduler=scheduler),
         )
         address, port = _split_address(self._transport.connection.address)
         #: The request fields that are the same for every call of this flusher.
@@ -71,32 +95,45 @@ class FlusherBase:
         self._closed = False
 
     def _request(
-        self, collection_names: Any, db_name: Any, timeout: Any, wait: Any
+        self,
+        collection_names: Any,
+        *,
+        db_name: Any = None,
+        timeout: Any = USE_FLUSHER_DEFAULT,
+        wait: Any = False,
     ) -> FlushRequest:
+        """The call's request, from the caller's arguments, checked before any RPC."""
         if self._closed:
             raise ClientClosedError(f"{type(self).__name__} is closed")
         return self._chain.request(
             {
                 **self._fixed,
                 "collection_names": collection_names_of(collection_names),
-                "db_name": db_name_of(db_name, self._transport.connection.db_name),
+                "db_name": (
+                    self._transport.connection.db_name
+                    if db_name is None
+                    else db_name_of(db_name, "")
+                ),
                 "timeout": self.timeout if timeout is USE_FLUSHER_DEFAULT else timeout_of(timeout),
-                "wait": wait_of(wait),
+                "wait": wait if wait is False or wait is True else wait_of(wait),
                 "started": time.monotonic(),
             }
         )
 
     @staticmethod
     def _transport_for(client: Any) -> Transport:
-        return Transport(client)
+        transport = transport_for(client)
+        if transport.asyncio_only:
+            raise TypeError(
+                "Flusher blocks: it needs a pymilvus MilvusClient. For an AsyncMilvusClient "
+                "use flushkit.AsyncFlusher (asyncio)"
+            )
+        return transport
 
     @property
     def middleware(self) -> tuple[Middleware, ...]:
         """The chain, outermost first."""
         return self._chain.middleware
-
-    def _steps(self, request: FlushRequest) -> Steps[Call | Start | Await | Pause]:
-        return self._chain.steps(request)
 
     def __repr__(self) -> str:
         return (
@@ -127,28 +164,22 @@ class Flusher(FlusherBase):
     from the server's first throttled answer). Thread-safe: share one per client.
     """
 
-    def flush(
-        self,
-        collection_names: str | Sequence[str],
-        *,
-        db_name: str | None = None,
-        timeout: float | UseFlusherDefault | None = USE_FLUSHER_DEFAULT,
-        wait: bool = False,
-    ) -> FlushResult:
+    def flush(self, collection_names: Names, **options: Unpack[FlushOptions]) -> FlushResult:
         """Flush ``collection_names`` (one name or several) and return what Milvus said.
 
-        ``db_name`` overrides the client's database for this call; ``timeout`` is the
-        budget of the whole call in seconds (``None``: no limit); ``wait=True`` also waits
+        The options (:class:`FlushOptions`, all keyword-only): ``db_name`` overrides the
+        client's database for this call; ``timeout`` is the budget of the whole call in
+        seconds (``None``: no limit; by default the flusher's); ``wait=True`` also waits
         until the sealed segments are persisted. Raises :class:`FlushError` subclasses,
         and ``ValueError`` or ``TypeError`` for bad arguments before any RPC.
         """
-        steps = self._steps(self._request(collection_names, db_name, timeout, wait))
-        for effect in steps:
-            try:
-                steps.send(self._transport.perform(effect))
-            except BaseException as exc:  # thrown into the chain, cancellation included
-                steps.throw(exc)
-        return steps.result
+        walk = self._chain.walk(self._request(collection_names, **options))
+        try:
+            effect = next(walk)
+            while True:  # each outcome, failures and cancellation included, to the walk
+                effect = walk.send(self._transport.perform(effect))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Refuse further flushes. The MilvusClient stays open: it is the caller's."""
@@ -179,14 +210,7 @@ class AsyncFlusher(FlusherBase):
 
     _transport_for = staticmethod(transport_for)
 
-    async def flush(
-        self,
-        collection_names: str | Sequence[str],
-        *,
-        db_name: str | None = None,
-        timeout: float | UseFlusherDefault | None = USE_FLUSHER_DEFAULT,
-        wait: bool = False,
-    ) -> FlushResult:
+    async def flush(self, collection_names: Names, **options: Unpack[FlushOptions]) -> FlushResult:
         """Flush ``collection_names``; the same contract as :meth:`Flusher.flush`.
 
         The budget also ends where the caller's own cancel scope does: the RPC gets that
@@ -197,13 +221,13 @@ class AsyncFlusher(FlusherBase):
                 "an AsyncMilvusClient runs on grpc.aio, which works under asyncio only; "
                 "under trio give AsyncFlusher a blocking pymilvus MilvusClient"
             )
-        steps = self._steps(self._request(collection_names, db_name, timeout, wait))
-        for effect in steps:
-            try:
-                steps.send(await self._transport.perform_async(effect))
-            except BaseException as exc:  # thrown into the chain, cancellation included
-                steps.throw(exc)
-        return steps.result
+        walk = self._chain.walk(self._request(collection_names, **options))
+        try:
+            effect = next(walk)
+            while True:
+                effect = walk.send(await self._transport.perform_async(effect))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         """Refuse further flushes. The MilvusClient stays open: it is the caller's."""

@@ -1,19 +1,21 @@
-"""What the core flush asks its driver to do: the effects, and the bell a waiting call
-listens to.
+"""What the core flush asks its driver to do: the one vocabulary of effects.
 
-The core is a generator (:mod:`flushkit._core`) that never performs I/O itself. It yields
+The core (:mod:`flushkit._core`) and the scheduler (:mod:`flushkit._scheduler`) decide;
+they never perform I/O, sleep or start an RPC. What they decide reaches the driver (the
+blocking or the async facade, through the transport) as one of
 
-* :class:`Call`: perform this RPC for the calling task and answer with its response
-  (blocking, or awaited as a gRPC future);
-* :class:`Start`: start this shared round's Flush RPC as a gRPC future that belongs to no
-  caller and answer with the future at once; ``then`` gets the RPC's outcome on gRPC's
-  thread;
-* :class:`Await`: sleep until the call's :class:`Bell` rings or until ``until``
+* :class:`Call`: perform this RPC for the calling task and answer with its response;
+* :class:`Start`: start this shared round's Flush as an RPC that belongs to no caller, and
+  answer with its handle (to cancel it) at once; its outcome *lands* on the round
+  (:meth:`~flushkit._scheduler.Round.land`), wherever the RPC ends;
+* :class:`Wait`: sleep until the call's :class:`Bell` rings or until ``until``
   (``time.monotonic()`` seconds), whichever comes first;
-* :class:`~flushkit.Pause` (between GetFlushState polls).
+* :class:`~flushkit.Pause`: sleep this long (the middlewares' own effect; the core's
+  pause between GetFlushState polls).
 
-The blocking driver performs them with blocking calls and a ``threading.Event``; the async
-one with awaited futures and an ``anyio.Event``. Everything else is pure logic.
+The driver answers each effect with its outcome: the answer, or :class:`Failed` holding
+the exception that performing it raised (cancellation included), which the walk throws
+into the chain where the effect came from.
 """
 
 from __future__ import annotations
@@ -24,15 +26,20 @@ from typing import Any, NamedTuple
 
 from ._models import FlushRequest
 
-__all__ = ["FLUSH", "GET_FLUSH_STATE", "LIST_DATABASES", "Await", "Bell", "Call", "Start"]
+__all__ = [
+    "FLUSH",
+    "GET_FLUSH_STATE",
+    "LIST_DATABASES",
+    "Bell",
+    "Call",
+    "Failed",
+    "Start",
+    "Wait",
+]
 
 FLUSH = "Flush"
 GET_FLUSH_STATE = "GetFlushState"
 LIST_DATABASES = "ListDatabases"
-
-#: Gets an RPC's outcome: ``(response, None)`` or ``(None, the FlushError)``; ``(None,
-#: None)`` when it was cancelled.
-Outcome = Callable[[Any, BaseException | None], None]
 
 
 class Call(NamedTuple):
@@ -44,22 +51,25 @@ class Call(NamedTuple):
 
 
 class Start(NamedTuple):
-    """Start ``call`` as a gRPC future owned by no caller; ``then`` gets its outcome."""
+    """Start ``call`` as an RPC owned by no caller; its outcome lands on ``round``."""
 
     call: Call
-    then: Outcome
+    round: Any  # the flushkit._scheduler.Round (which imports this module)
 
 
-class Await(NamedTuple):
-    """Sleep until ``bell`` rings or ``until`` (None: only the bell) has come."""
+class Wait(NamedTuple):
+    """Sleep until ``bell`` rings or ``until`` (None: only the bell) has come; ``slot``
+    is the collection's slot when the call waits for one (pacing), else None."""
 
     bell: Bell
     until: float | None
+    slot: float | None
 
 
-# One lock for every bell: its sections are a few assignments, and a lock per bell (a
-# call) would be made on every call's path.
-_bells_lock = threading.Lock()
+class Failed(NamedTuple):
+    """The outcome of an effect whose performing raised ``error``."""
+
+    error: BaseException
 
 
 class Bell:
@@ -70,14 +80,15 @@ class Bell:
     between the caller's look and its sleep is never lost.
     """
 
-    __slots__ = ("_rung", "_wake")
+    __slots__ = ("_lock", "_rung", "_wake")
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._rung = False
         self._wake: Callable[[], object] | None = None
 
     def ring(self) -> None:
-        with _bells_lock:
+        with self._lock:
             wake, self._wake = self._wake, None
             self._rung = wake is None  # a woken driver returns, and its caller looks again
         if wake is not None:
@@ -86,7 +97,7 @@ class Bell:
     def arm(self, wake: Callable[[], object]) -> bool:
         """Have ``wake`` called at the next ring; False (and no call) if it has rung
         since the last ``arm``."""
-        with _bells_lock:
+        with self._lock:
             if self._rung:
                 self._rung = False
                 return False
@@ -95,5 +106,5 @@ class Bell:
 
     def disarm(self) -> None:
         """Forget the waker (the driver stopped waiting); a ring is kept for next time."""
-        with _bells_lock:
+        with self._lock:
             self._wake = None

@@ -1,10 +1,12 @@
-"""The values that flow through flushkit: requests, results, statuses and pauses."""
+"""The values that flow through flushkit: requests, results, statuses and pauses, and the
+checks of what callers pass, done before any RPC."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
@@ -36,10 +38,11 @@ class Status:
     retriable: bool = False
     detail: str = ""
     legacy_code: int = 0
+    #: Whether both codes are zero (set from them: read on every call's path).
+    ok: bool = dataclasses.field(init=False, repr=False, compare=False)
 
-    @property
-    def ok(self) -> bool:
-        return self.code == 0 and self.legacy_code == 0
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ok", self.code == 0 and self.legacy_code == 0)
 
     @classmethod
     def from_proto(cls, status: Any) -> Status:
@@ -92,11 +95,20 @@ class FlushRequest:
     trace: Trace | None = None
 
     def replace(self, **changes: Unpack[RequestChanges]) -> FlushRequest:
-        """A copy of this request with the fields given changed."""
+        """A copy of this request with the fields given changed.
+
+        A new ``timeout`` moves a deadline already set to ``started + timeout`` (no
+        deadline for ``None``), unless ``deadline`` is given too: the budget follows the
+        timeout wherever in the chain it changes.
+        """
         if not REQUEST_FIELDS.issuperset(changes):
             unknown = ", ".join(sorted(set(changes) - REQUEST_FIELDS))
             raise TypeError(f"FlushRequest has no field {unknown}")
-        return new_request({**self.__dict__, **changes})
+        fields = {**self.__dict__, **changes}
+        if "timeout" in changes and "deadline" not in changes and self.deadline is not None:
+            timeout = fields["timeout"]
+            fields["deadline"] = None if timeout is None else fields["started"] + timeout
+        return new_request(fields)
 
 
 class RequestChanges(TypedDict, total=False):
@@ -207,13 +219,21 @@ def result_from_proto(
         result,
         "__dict__",
         {
-            "coll_segIDs": _segments(response.coll_segIDs),
-            "flush_coll_segIDs": _segments(response.flush_coll_segIDs),
-            "coll_seal_times": _numbers(response.coll_seal_times),
-            "coll_flush_ts": _numbers(response.coll_flush_ts),
+            "coll_segIDs": _ProtoMap(segments, _ids)
+            if (segments := response.coll_segIDs)
+            else _EMPTY,
+            "flush_coll_segIDs": (
+                _ProtoMap(flushed, _ids) if (flushed := response.flush_coll_segIDs) else _EMPTY
+            ),
+            "coll_seal_times": _ProtoMap(sealed, None)
+            if (sealed := response.coll_seal_times)
+            else _EMPTY,
+            "coll_flush_ts": _ProtoMap(stamps, None)
+            if (stamps := response.coll_flush_ts)
+            else _EMPTY,
             "db_name": response.db_name or request.db_name,
             "status": status,
-            "elapsed": _elapsed(request),
+            "elapsed": time.monotonic() - request.started,
             "persisted": persisted,
             "attempts": 1,
             "coalesced": coalesced,
@@ -249,14 +269,6 @@ def _union(mappings: Iterable[Mapping[str, Any]]) -> Mapping[str, Any]:
     for mapping in mappings:
         merged.update(mapping)
     return _frozen(merged)
-
-
-def _segments(segments: Any) -> Mapping[str, tuple[int, ...]]:
-    return _ProtoMap(segments, _ids) if segments else _EMPTY
-
-
-def _numbers(numbers: Any) -> Mapping[str, int]:
-    return _ProtoMap(numbers, None) if numbers else _EMPTY
 
 
 def _ids(ids: Any) -> tuple[int, ...]:
@@ -301,3 +313,80 @@ class _ProtoMap(Mapping[str, Any]):
 
 def _elapsed(request: FlushRequest) -> float:
     return time.monotonic() - request.started
+
+
+# Checks of what callers pass, done before any RPC.
+
+#: Milvus rejects collection and database names longer than this.
+MAX_NAME_LENGTH = 255
+
+
+def collection_names_of(value: Any) -> tuple[str, ...]:
+    """One name or a sequence of names, as a tuple without duplicates (first one wins)."""
+    if isinstance(value, str):  # the usual call: one name
+        return (check_name("collection name", value),)
+    names: Sequence[Any]
+    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+        names = value
+        if not names:
+            raise ValueError("collection_names is empty: give at least one collection name")
+    else:
+        raise TypeError(
+            f"collection_names must be a str or a sequence of str, not {type(value).__name__}"
+        )
+    for name in names:
+        check_name("collection name", name)
+    return tuple(dict.fromkeys(names))
+
+
+def check_name(what: str, name: Any) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a str, not {type(name).__name__}: {name!r}")
+    if not name or name.isspace():
+        raise ValueError(f"{what} is empty or blank: {name!r}")
+    if name != name.strip():
+        raise ValueError(f"{what} has leading or trailing whitespace: {name!r}")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f"{what} is {len(name)} characters long; Milvus allows at most {MAX_NAME_LENGTH}"
+        )
+    return name
+
+
+def db_name_of(value: Any, default: str) -> str:
+    return default if value is None else check_name("db_name", value)
+
+
+def timeout_of(value: Any) -> float | None:
+    """``None`` (no limit) or a finite number of seconds greater than zero."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"timeout must be None or a number of seconds, not {type(value).__name__}: {value!r}"
+        )
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(
+            f"timeout must be a finite number of seconds greater than 0 (or None for no "
+            f"limit), not {value!r}"
+        )
+    return float(value)
+
+
+def wait_of(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"wait must be True or False, not {type(value).__name__}: {value!r}")
+    return value
+
+
+def interval_of(value: Any) -> float:
+    """``flush_interval``: a finite number of seconds, 0 or more."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"flush_interval must be a number of seconds, not {type(value).__name__}: {value!r}"
+        )
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"flush_interval must be a finite number of seconds, 0 or more, not {value!r}"
+        )
+    return float(value)

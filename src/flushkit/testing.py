@@ -64,8 +64,6 @@ from typing import Any, TypeAlias
 import grpc
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc, schema_pb2
 
-from . import _lanes
-
 __all__ = [
     "Abort",
     "Behaviour",
@@ -301,7 +299,7 @@ class _Servicer(milvus_pb2_grpc.MilvusServiceServicer):  # type: ignore[misc]
         )
 
     def ListDatabases(self, request: Any, context: grpc.ServicerContext) -> Any:
-        """"default", and the databases named with ``server.databases(...)``."""
+        """ "default", and the databases named with ``server.databases(...)``."""
         self._fake._record_answered("ListDatabases", request, context)
         with self._fake._lock:
             names = ["default", *sorted(self._fake._databases)]
@@ -444,10 +442,11 @@ class MilvusTestServer:
 
     def reset(self) -> None:
         """Forget scripts, missing collections, databases, the Flush rate limit and
-        records; and make flushkit (in this process) forget the pacing and latency it
-        learned of this server, so that a scenario after a rate-limited one starts afresh.
+        records. Calls in flight keep running.
 
-        Calls in flight keep running."""
+        What flushkit learned of the server (pacing, latency) belongs to the pymilvus
+        client, shared by every flusher on it: a scenario that must start afresh after a
+        rate-limited one uses a new ``MilvusClient`` (as the pytest fixtures do)."""
         with self._lock:
             for queue in self._scripts.values():
                 queue.clear()
@@ -456,9 +455,6 @@ class MilvusTestServer:
             self._flush_rate = None
             self._last_admitted.clear()
             self._calls = []
-        if self.port:
-            for host in ("127.0.0.1", "localhost"):
-                _lanes.forget(f"{host}:{self.port}")
 
     def clear_calls(self) -> None:
         """Forget the records but keep the scripts (for long runs: records take memory)."""

@@ -1,10 +1,17 @@
-"""The last I/O step: one RPC on the client's channel, a shared RPC started, or a wait.
+"""The transport: a client's connection, its flush scheduler, and the last I/O step.
 
-Both facades share everything here but the final wait: :meth:`Transport.perform` blocks,
-:meth:`Transport.perform_async` awaits without holding a thread. The effects
-(:mod:`flushkit._effects`) are a :class:`Call` (an RPC for the calling task), a
-:class:`Start` (a shared round's RPC, owned by no caller, whose outcome goes to the
-lanes) and an :class:`Await` (sleep until the call's bell rings or a time comes).
+As httpx keeps its connection pool inside its transport, a flushkit transport holds what
+belongs to one pymilvus client: its connection (:mod:`.pymilvus_internals`) and its
+:class:`~flushkit._scheduler.FlushScheduler` (rounds and pacing). :func:`transport_for`
+gives every flusher on one client the same transport, made at the first and dropped with
+the client; another client gets its own.
+
+It performs the effects (:mod:`flushkit._effects`) the core yields: a :class:`Call` (an
+RPC for the calling task), a :class:`Start` (a shared round's RPC, owned by no caller,
+whose outcome lands on the round), a :class:`Wait` (sleep until the call's bell rings or
+a time comes) and a :class:`Pause`. Both facades share everything here but the final
+wait: :meth:`Transport.perform` blocks, :meth:`Transport.perform_async` awaits without
+holding a thread.
 
 Two transports:
 
@@ -29,15 +36,17 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
 import grpc
 from pymilvus.grpc_gen import milvus_pb2
 
-from .._effects import FLUSH, GET_FLUSH_STATE, LIST_DATABASES, Await, Call, Start
+from .._effects import FLUSH, GET_FLUSH_STATE, LIST_DATABASES, Call, Failed, Start, Wait
 from .._exceptions import (
+    ClientClosedError,
     FlushError,
     ServiceUnavailableError,
     describe,
@@ -45,11 +54,19 @@ from .._exceptions import (
     timeout_error,
 )
 from .._models import FlushRequest, Pause
+from .._scheduler import FlushScheduler
 from .completion_thread import ChannelFutures, futures_of
-from .pymilvus import AsyncMilvusConnection, MilvusConnection, is_async_client
+from .pymilvus_internals import (
+    AsyncMilvusConnection,
+    Metadata,
+    MilvusConnection,
+    is_async_client,
+)
 from .wakeups import threadsafe_setter
 
 __all__ = ["AioTransport", "Transport", "transport_for"]
+
+Effect = Call | Start | Wait | Pause
 
 _SERVICE = "/milvus.proto.milvus.MilvusService/"
 _METHODS: Mapping[str, tuple[Any, Any]] = {
@@ -72,76 +89,121 @@ def _stubs(channel: Any, **options: Any) -> dict[str, Any]:
     }
 
 
+# Each client's transport is that client's state, held only as long as the client.
+_transports: weakref.WeakKeyDictionary[Any, Transport] = weakref.WeakKeyDictionary()
+_transports_lock = threading.Lock()
+
+
 def transport_for(client: Any) -> Transport:
-    """The async facade's transport: grpc.aio for an ``AsyncMilvusClient``, else the
-    blocking client's channel bridged to the event loop."""
-    return AioTransport(client) if is_async_client(client) else Transport(client)
+    """``client``'s transport, shared by every flusher on it: grpc.aio for an
+    ``AsyncMilvusClient``, else the blocking client's channel (bridged to the event loop
+    for the async facade). Raises ClientClosedError for a closed client."""
+    with _transports_lock:
+        try:
+            transport = _transports.get(client)
+        except TypeError:  # a client that cannot be weakly referenced: its own each time
+            transport = None
+    if transport is not None:
+        try:
+            transport.connection.check_open()
+        except ClientClosedError:
+            with _transports_lock:
+                _transports.pop(client, None)  # closed for good: its scheduler goes
+            raise
+        return transport
+    made = AioTransport(client) if is_async_client(client) else Transport(client)
+    with _transports_lock:
+        try:
+            transport = _transports.setdefault(client, made)
+        except TypeError:
+            transport = made
+    return transport
 
 
 class Transport:
-    """Performs :class:`Call` effects on a MilvusClient's channel."""
+    """A MilvusClient's connection and scheduler; performs the effects on its channel."""
 
     #: Whether it runs only under asyncio (grpc.aio).
     asyncio_only = False
 
     def __init__(self, client: Any) -> None:
-        self.connection = MilvusConnection(client)
-        self._channel: grpc.Channel | None = None
-        self._stubs: dict[str, grpc.UnaryUnaryMultiCallable] = {}
+        self.connection = self._connect(client)
+        #: The rounds and pacing of every flusher on this client.
+        self.scheduler = FlushScheduler()
+        self._channel: Any = None
+        self._stubs: dict[str, Any] = {}
         self._futures = ChannelFutures()
 
-    def _stub(self, method: str) -> grpc.UnaryUnaryMultiCallable:
+    @staticmethod
+    def _connect(client: Any) -> MilvusConnection:
+        return MilvusConnection(client)
+
+    def _route(self, call: Call) -> tuple[grpc.UnaryUnaryMultiCallable, Metadata]:
+        """The method's callable on the client's current channel (pymilvus replaces it
+        when it reconnects), and the call's metadata: the database and the credential,
+        and the flush span's context when it is recording."""
         channel = self.connection.channel()
         if channel is not self._channel:  # first call, or pymilvus reconnected
             self._stubs = _stubs(channel, _registered_method=True)
             self._futures = futures_of(channel)
             self._channel = channel
-        return self._stubs[method]
+        request = call.request
+        metadata = self.connection.metadata(request.db_name)
+        if request.trace is not None:
+            metadata += request.trace.metadata
+        return self._stubs[call.method], metadata
 
     def _future(
         self, call: Call, timeout: float | None, when_done: Callable[[grpc.Future], object]
     ) -> grpc.Future:
         """Start ``call`` as a gRPC future; ``when_done(future)`` runs once it has ended,
         on gRPC's thread (or at once, if it ended before the callback could be added)."""
-        stub = self._stub(call.method)
-        future = stub.future(call.message, timeout=timeout, metadata=self._metadata(call.request))
+        stub, metadata = self._route(call)
+        future = stub.future(call.message, timeout=timeout, metadata=metadata)
         self._futures.track(future, when_done)
         return future
 
-    def _metadata(self, request: FlushRequest) -> tuple[tuple[str, str], ...]:
-        """Database and credential, and the flush span's context when it is recording."""
+    def _metadata(self, request: FlushRequest) -> Metadata:
+        """Database and credential, and the flush span's context when it is recording
+        (what :meth:`_route` also gives, for the AsyncMilvusClient's own paths)."""
         metadata = self.connection.metadata(request.db_name)
         return metadata if request.trace is None else metadata + request.trace.metadata
 
-    @property
-    def identity(self) -> Hashable:
-        """Which calls may share an RPC: same server, same credentials."""
-        return self.connection.identity
+    def perform(self, effect: Effect) -> Any:
+        """Perform an RPC, start a shared one, or wait, blocking; the outcome: its answer,
+        or :class:`Failed` with what it raised."""
+        kind = type(effect)
+        try:
+            if kind is Call:
+                return self.call(effect)  # type: ignore[arg-type]
+            if kind is Start:
+                return self.start(effect)  # type: ignore[arg-type]
+            if kind is Wait:
+                return _wait_blocking(effect)  # type: ignore[arg-type]
+            return time.sleep(effect.seconds)  # type: ignore[union-attr]
+        except BaseException as exc:  # for the chain: KeyboardInterrupt included
+            return Failed(exc)
 
-    def perform(self, effect: Call | Start | Await | Pause) -> Any:
-        """Perform an RPC, start a shared one, or wait, blocking."""
-        if isinstance(effect, Call):
-            return self.call(effect)
-        if isinstance(effect, Start):
-            return self.start(effect)
-        if isinstance(effect, Await):
-            return _await_blocking(effect)
-        return time.sleep(effect.seconds)
-
-    async def perform_async(self, effect: Call | Start | Await | Pause) -> Any:
-        """Perform an RPC, start a shared one, or wait, without blocking the event loop."""
-        if isinstance(effect, Call):
-            return await self.call_async(effect)
-        if isinstance(effect, Start):
-            return self.start(effect)
-        if isinstance(effect, Await):
-            return await _await_async(effect)
-        return await anyio.sleep(effect.seconds)
+    async def perform_async(self, effect: Effect) -> Any:
+        """Perform an RPC, start a shared one, or wait, without blocking the event loop;
+        the outcome: its answer, or :class:`Failed` with what it raised (the runtime's
+        cancellation included, which the chain raises again)."""
+        kind = type(effect)
+        try:
+            if kind is Call:
+                return await self.call_async(effect)  # type: ignore[arg-type]
+            if kind is Start:
+                return await self.start_async(effect)  # type: ignore[arg-type]
+            if kind is Wait:
+                return await _wait_async(effect)  # type: ignore[arg-type]
+            return await anyio.sleep(effect.seconds)  # type: ignore[union-attr]
+        except BaseException as exc:
+            return Failed(exc)
 
     def start(self, effect: Start) -> grpc.Future:
-        """Start a shared round's RPC and return its gRPC future; ``effect.then`` gets
-        its outcome on gRPC's thread."""
-        call, then = effect
+        """Start a shared round's RPC and return its gRPC future; its outcome lands on
+        the round, on gRPC's thread."""
+        call, round_ = effect
 
         def when_done(future: grpc.Future) -> None:
             try:
@@ -150,16 +212,19 @@ class Transport:
                 response, error = None, None
             except grpc.RpcError as exc:
                 response, error = None, error_from_rpc(exc, call)
-            then(response, error)
+            round_.land(response, error)
 
         return self._future(call, _remaining(call), when_done)
 
+    async def start_async(self, effect: Start) -> Any:
+        """:meth:`start`, for the async facade (which an AsyncMilvusClient overrides)."""
+        return self.start(effect)
+
     def call(self, call: Call) -> Any:
         """Perform ``call``, blocking until its answer or its deadline."""
-        stub = self._stub(call.method)
-        request = call.request
+        stub, metadata = self._route(call)
         try:
-            return stub(call.message, timeout=_remaining(call), metadata=self._metadata(request))
+            return stub(call.message, timeout=_remaining(call), metadata=metadata)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, call) from None
 
@@ -204,21 +269,21 @@ class AioTransport(Transport):
 
     A call's RPC is awaited directly (cancelling the task cancels it on the server); a
     shared round's RPC is a grpc.aio call awaited by a task of the event loop that belongs
-    to no caller, and its outcome goes to the lanes from there.
+    to no caller, whose outcome lands on the round.
     """
 
     asyncio_only = True
 
-    def __init__(self, client: Any) -> None:
-        self._aio = AsyncMilvusConnection(client)
-        self.connection = self._aio
-        self._channel: Any = None
-        self._stubs: dict[str, Any] = {}
+    connection: AsyncMilvusConnection
+
+    @staticmethod
+    def _connect(client: Any) -> AsyncMilvusConnection:
+        return AsyncMilvusConnection(client)
 
     def _ready_stub(self, method: str) -> Any:
         """The method's callable on the client's current channel; None before the
         client's first connection."""
-        channel = self._aio.current_channel()
+        channel = self.connection.current_channel()
         if channel is None:
             return None
         if channel is not self._channel:  # first call, or pymilvus reconnected
@@ -232,7 +297,7 @@ class AioTransport(Transport):
             return stub
         remaining = _remaining(call)  # first: a spent budget creates no coroutine
         try:  # the client's first call: connect it within the budget
-            await asyncio.wait_for(self._aio.connect(), remaining)
+            await asyncio.wait_for(self.connection.connect(), remaining)
         except asyncio.TimeoutError:
             raise timeout_error(call.request, "connecting the AsyncMilvusClient") from None
         except FlushError:
@@ -250,17 +315,8 @@ class AioTransport(Transport):
             ) from None
         return self._ready_stub(call.method)
 
-    def perform(self, effect: Call | Start | Await | Pause) -> Any:
+    def perform(self, effect: Effect) -> Any:
         raise TypeError("an AsyncMilvusClient is for flushkit.AsyncFlusher under asyncio")
-
-    async def perform_async(self, effect: Call | Start | Await | Pause) -> Any:
-        if isinstance(effect, Call):
-            return await self.call_async(effect)
-        if isinstance(effect, Start):
-            return await self.start_async(effect)
-        if isinstance(effect, Await):
-            return await _await_async(effect)
-        return await anyio.sleep(effect.seconds)
 
     async def _bridge(self, call: Call, timeout: float | None) -> Any:
         """The grpc.aio call, waited for through a future of the loop's own: cancelling
@@ -291,6 +347,7 @@ class AioTransport(Transport):
         return rpc
 
 
+#: The shared rounds' tasks: the event loop keeps only a weak reference to its tasks.
 _shared_tasks: set[asyncio.Task[None]] = set()
 
 
@@ -307,15 +364,16 @@ def _ended(rpc: Any) -> asyncio.Future[None]:
 
 
 async def _answer_shared(rpc: Any, effect: Start) -> None:
-    """Await a shared round's grpc.aio call and hand its outcome to the lanes."""
-    call, then = effect
+    """Await a shared round's grpc.aio call; its outcome lands on the round."""
+    call, round_ = effect
+    response = error = None
     try:
         response = await rpc
     except asyncio.CancelledError:  # every caller left, or the loop is closing
-        return then(None, None)
+        pass
     except grpc.RpcError as exc:
-        return then(None, error_from_rpc(exc, call))
-    then(response, None)
+        error = error_from_rpc(exc, call)
+    round_.land(response, error)
 
 
 def _remaining(call: Call) -> float | None:
@@ -331,7 +389,7 @@ def _remaining(call: Call) -> float | None:
     return remaining
 
 
-def _await_blocking(effect: Await) -> None:
+def _wait_blocking(effect: Wait) -> None:
     """Sleep until the bell rings or ``until`` comes."""
     answered = threading.Event()
     if effect.bell.arm(answered.set):
@@ -341,7 +399,7 @@ def _await_blocking(effect: Await) -> None:
             effect.bell.disarm()
 
 
-async def _await_async(effect: Await) -> None:
+async def _wait_async(effect: Wait) -> None:
     """Sleep until the bell rings or ``until`` comes, within the caller's cancel scope."""
     answered = anyio.Event()
     if effect.bell.arm(threadsafe_setter(answered)):
@@ -353,5 +411,5 @@ async def _await_async(effect: Await) -> None:
             effect.bell.disarm()
 
 
-def _until(effect: Await) -> float | None:
+def _until(effect: Wait) -> float | None:
     return None if effect.until is None else max(effect.until - time.monotonic(), 0.0)

@@ -1,6 +1,6 @@
 """Waking an event loop's waiters from other threads: one wake-up per burst.
 
-gRPC's completion thread, the coalescing timer and callers on other threads finish what
+gRPC's completion thread and callers on other threads (ringing a waiting call's bell) finish what
 async callers wait for. Each wake-up of an event loop from another thread writes to the
 loop's wake-up socket and makes the loop run a pass; when several waiters of one loop
 finish together (the callers of one shared Flush, or many concurrent RPCs answered in a

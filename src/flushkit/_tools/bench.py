@@ -38,12 +38,13 @@ import anyio
 
 from .._client import AsyncFlusher, Flusher
 from .._exceptions import FlushError
-from .._models import FlushResult
-from .._validation import check_name
+from .._models import FlushResult, check_name
 from ..middleware import CoalescingMiddleware, default_middleware
 
 #: What ``--against`` can measure beside flushkit.
 AGAINST = ("pymilvus",)
+#: How the callers run.
+RUNTIMES = ("blocking", "asyncio", "trio")
 #: With ``--against``, each side runs its calls in this many blocks, taking turns.
 BLOCKS = 10
 
@@ -520,12 +521,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="callers flushing at the same time (default: %(default)s)",
     )
-    parser.add_argument(
-        "--runtime",
-        choices=["blocking", "asyncio", "trio"],
-        default="blocking",
-        help="threads (blocking) or tasks (asyncio, trio) as callers (default: %(default)s)",
-    )
+    callers = "threads (blocking) or tasks (asyncio, trio) as callers (default: %(default)s)"
+    parser.add_argument("--runtime", choices=RUNTIMES, default="blocking", help=callers)
     parser.add_argument("--wait", action="store_true", help="wait until persisted")
     parser.add_argument(
         "--no-coalesce",

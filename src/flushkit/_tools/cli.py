@@ -40,8 +40,7 @@ import structlog
 
 from .. import _exceptions as errors
 from .._client import Flusher
-from .._models import FlushResult
-from .._validation import collection_names_of, db_name_of, timeout_of
+from .._models import FlushResult, collection_names_of, db_name_of, timeout_of
 from .bench import add_arguments as add_bench_arguments
 from .bench import bench_command, check_at_least_one, check_directory_is_writable
 from .bench import check_arguments as check_bench_arguments

@@ -4,19 +4,26 @@ Fixtures:
 
 * ``milvus_test_server``: a :class:`flushkit.testing.MilvusTestServer`, started once per
   test session and stopped at its end, with fresh scripts and records for each test.
+
+pytest imports this module in every run of every project that installs flushkit: it
+imports nothing of flushkit's (nor grpc, nor pymilvus) until a fixture is used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ..testing import MilvusTestServer
+if TYPE_CHECKING:
+    from ..testing import MilvusTestServer
 
 
 @pytest.fixture(scope="session")
 def _flushkit_milvus_test_server() -> Iterator[MilvusTestServer]:
+    from ..testing import MilvusTestServer
+
     with MilvusTestServer() as server:
         yield server
 
@@ -25,10 +32,12 @@ def _flushkit_milvus_test_server() -> Iterator[MilvusTestServer]:
 def milvus_test_server(
     _flushkit_milvus_test_server: MilvusTestServer,
 ) -> Iterator[MilvusTestServer]:
-    """The session's scripted Milvus server, with fresh scripts and records."""
+    """The session's scripted Milvus server, with fresh scripts and records. What
+    flushkit learned of the server belongs to each pymilvus client: make a new
+    ``MilvusClient`` per test for a fresh start."""
     server = _flushkit_milvus_test_server
     if server._server is None:  # a test stopped it
         server.start()
-    server.reset()  # flushkit forgets what it learned of the server too
+    server.reset()
     yield server
     server.reset()

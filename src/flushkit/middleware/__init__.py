@@ -3,7 +3,15 @@
 A middleware is a callable that takes the :class:`~flushkit.FlushRequest` and returns a
 generator (a *flow*): ``result = yield request`` runs the rest of the chain, ``yield
 Pause(seconds)`` sleeps, and the flow returns the :class:`~flushkit.FlushResult` (see
-:class:`Middleware`). Each default middleware lives in a module of its own here:
+:class:`Middleware`).
+
+**Order: middlewares run in list order, the first in the list outermost.** A
+:class:`RequestPreparer` (the timeout and coalescing middlewares are) runs no flow: it
+sets fields of the request the call starts with, from the caller's arguments alone, so
+every flow sees them wherever the preparer stands in the list, and a flow that changes
+such a field changes it for the flows inside it.
+
+Each default middleware lives in a module of its own here:
 
 * ``TracingMiddleware``: an OpenTelemetry span per flush (database client conventions);
 * ``MetricsMiddleware``: OpenTelemetry duration histogram and counters;
@@ -13,10 +21,8 @@ Pause(seconds)`` sleeps, and the flow returns the :class:`~flushkit.FlushResult`
 * ``StatusMiddleware``: raises the typed :class:`~flushkit.FlushError` of a failed status;
 * ``CoalescingMiddleware``: lets concurrent flushes of a collection share Flush RPCs.
 
-:func:`default_middleware` returns them in that order, outermost first. The timeout and
-coalescing middlewares only set request fields: as :class:`RequestPreparer` subclasses
-they run no flow, the chain applies them to each call's request when it is made. Every
-name here is also importable from ``flushkit`` itself.
+:func:`default_middleware` returns them in that order. Every name here is also
+importable from ``flushkit`` itself.
 """
 
 from __future__ import annotations
@@ -55,8 +61,8 @@ def default_middleware(
     meter_provider: Any = None,
     retry: RetryPolicy | None = None,
 ) -> list[Middleware]:
-    """The default chain, outermost first: tracing, metrics, logging, timeout, retry,
-    status translation, coalescing.
+    """The default chain, in the order it runs (first outermost): tracing, metrics,
+    logging, timeout, retry, status translation, coalescing.
 
     Pass it, edited, as ``Flusher(client, middleware=...)`` to add, replace or remove a
     middleware. ``logger`` is the logger of the logging and retry middlewares (by

@@ -1,8 +1,8 @@
 """Coalescing: let concurrent flushes of one collection share one Flush RPC.
 
-This middleware only marks each request as willing to share; the core flush does the
-sharing (:mod:`flushkit._lanes`). Remove it from the chain and every call sends its
-own Flush RPC.
+This middleware only marks each request as willing to share; the connection's scheduler
+(:mod:`flushkit._scheduler`) does the sharing. Remove it from the chain and every call
+sends its own Flush RPC.
 """
 
 from __future__ import annotations

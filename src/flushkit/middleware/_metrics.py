@@ -29,7 +29,7 @@ from .._chain import Flow
 from .._exceptions import FlushError
 from .._models import FlushRequest, FlushResult
 from .._version import __version__
-from ._otel_internals import instrument_records_nothing
+from ._otel_internals import real_instrument_probe
 from ._tracing import error_attributes, request_attributes
 
 #: The advisory bucket boundaries of ``db.client.operation.duration``, in seconds.
@@ -47,6 +47,8 @@ class MetricsMiddleware:
             description="Duration of database client operations.",
             explicit_bucket_boundaries_advisory=BUCKETS,
         )
+        #: None while no meter provider is behind the duration histogram.
+        self._real_duration = real_instrument_probe(self.duration)
         self.coalesced = meter.create_counter(
             "flushkit.flush.coalesced",
             unit="{call}",
@@ -74,7 +76,7 @@ class MetricsMiddleware:
                 self._record_flags(exc.coalesced, exc.throttled, exc.paced, failed)
             raise
         flagged = result.coalesced or result.throttled or result.paced
-        if not flagged and instrument_records_nothing(self.duration):
+        if not flagged and self._real_duration() is None:
             return result  # no meter provider yet: nothing would be recorded
         attributes = request_attributes(request)
         self.duration.record(time.monotonic() - request.started, attributes)

@@ -12,12 +12,14 @@ path. ``tests/test_otel_internals.py`` fails loudly when they change.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import ProxyTracer
 
-__all__ = ["instrument_records_nothing", "is_global_proxy", "no_tracer_provider"]
+__all__ = ["is_global_proxy", "real_instrument_probe", "tracer_provider_probe"]
 
 _UNKNOWN = object()
 
@@ -28,13 +30,17 @@ def is_global_proxy(tracer: Any) -> bool:
     return type(tracer) is ProxyTracer
 
 
-def no_tracer_provider() -> bool:
-    """Whether no global tracer provider is installed: a proxy tracer's spans are then
-    non-recording (the proxy asks the same global)."""
-    return getattr(trace, "_TRACER_PROVIDER", _UNKNOWN) is None
+def tracer_provider_probe() -> Callable[[], Any]:
+    """A probe of the global tracer provider the API holds: calling it answers None while
+    none is installed (a proxy tracer's spans then cannot record: the proxy asks the same
+    global), anything else once one is or when the API's internals are not what this
+    expects. The probe is C-level: asking it on every flush enters no Python function."""
+    return functools.partial(getattr, trace, "_TRACER_PROVIDER", _UNKNOWN)
 
 
-def instrument_records_nothing(instrument: Any) -> bool:
-    """Whether ``instrument`` is a proxy instrument with no real one behind it yet (no
-    meter provider installed): its ``record`` and ``add`` then do nothing."""
-    return getattr(instrument, "_real_instrument", _UNKNOWN) is None
+def real_instrument_probe(instrument: Any) -> Callable[[], Any]:
+    """A probe of the real instrument behind ``instrument``: calling it answers None while
+    ``instrument`` is a proxy with no meter provider behind it yet (its ``record`` and
+    ``add`` then do nothing), anything else for an instrument that records or whose
+    internals are not what this expects. C-level, like :func:`tracer_provider_probe`."""
+    return functools.partial(getattr, instrument, "_real_instrument", _UNKNOWN)

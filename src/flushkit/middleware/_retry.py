@@ -20,7 +20,7 @@ from opentelemetry import trace
 from .._chain import Flow
 from .._exceptions import FlushError
 from .._models import FlushRequest, FlushResult, Pause
-from ._default_logger import given_logger
+from ._logging import given_logger
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +82,8 @@ class RetryMiddleware:
     Retryable: the server's ``retriable`` flag, rate limited, unavailable or not ready, a
     dropped connection. Each retry is a ``flushkit.flush.retrying`` log event (info) and a
     ``flushkit.retry`` event on the flush's span; the result and the final error carry
-    ``attempts``. Place it inside the timeout middleware (the default chain does), so
-    that all tries share one budget.
+    ``attempts``. All tries share the call's one budget (the timeout middleware's
+    deadline), and no pause reaches past it.
     """
 
     def __init__(

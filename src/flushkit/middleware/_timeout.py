@@ -14,8 +14,8 @@ class TimeoutMiddleware(RequestPreparer):
     deadline (so the server sees the call end and gRPC ends the call there), and
     pauses never reach past it. Once it passes, the call raises
     :class:`~flushkit.FlushTimeoutError`. Without this middleware ``timeout`` is ignored.
-    It sets the deadline when the call's request is made (a request preparer): a
-    middleware that changes ``timeout`` sets ``deadline`` too.
+    It sets the deadline of the request the call starts with (a request preparer); a
+    middleware that yields ``request.replace(timeout=...)`` moves it.
     """
 
     def prepare(self, fields: RequestChanges) -> None:

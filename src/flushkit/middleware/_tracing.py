@@ -46,7 +46,7 @@ from .._chain import Flow
 from .._exceptions import FlushError
 from .._models import FlushRequest, FlushResult, Trace
 from .._version import __version__
-from ._otel_internals import is_global_proxy, no_tracer_provider
+from ._otel_internals import is_global_proxy, tracer_provider_probe
 
 #: The span attribute of a call whose Flush RPC was shared with other calls.
 COALESCED = "flushkit.coalesced"
@@ -63,11 +63,13 @@ class TracingMiddleware:
 
     def __init__(self, tracer_provider: Any = None) -> None:
         self.tracer = trace.get_tracer("flushkit", __version__, tracer_provider=tracer_provider)
-        #: The global provider's proxy: it records once the application installs one.
-        self._proxy = is_global_proxy(self.tracer)
+        #: The global provider's proxy records once the application installs a provider:
+        #: until then (the probe answers None) its span could not record.
+        self._provider = tracer_provider_probe() if is_global_proxy(self.tracer) else None
 
     def __call__(self, request: FlushRequest) -> Flow:
-        if self._proxy and no_tracer_provider():  # its span could not record: skip it
+        provider = self._provider
+        if provider is not None and provider() is None:  # no span could record: skip it
             skipped: FlushResult = yield request
             return skipped
         single = len(request.collection_names) == 1

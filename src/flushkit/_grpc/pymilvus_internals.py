@@ -38,11 +38,6 @@ class MilvusConnection:
     """The channel, address and call metadata of a pymilvus ``MilvusClient``."""
 
     def __init__(self, client: Any) -> None:
-        if is_async_client(client):
-            raise TypeError(
-                "Flusher blocks: it needs a pymilvus MilvusClient. For an AsyncMilvusClient "
-                "use flushkit.AsyncFlusher (asyncio)"
-            )
         config = getattr(client, "_config", None)
         if config is not None and hasattr(client, "_handler") and client._handler is None:
             raise ClientClosedError("the MilvusClient is closed")
@@ -63,8 +58,11 @@ class MilvusConnection:
             (("authorization", base64.b64encode(token.encode()).decode()),) if token else ()
         )
         self._metadata: dict[str, Metadata] = {}
-        #: Calls with equal identities may share an RPC: same server, same credential.
-        self.identity: tuple[str, Metadata] = (self.address, self._auth)
+
+    def check_open(self) -> None:
+        """Raises ClientClosedError once the client is closed."""
+        if self._client._handler is None:
+            raise ClientClosedError("the MilvusClient is closed")
 
     def channel(self) -> grpc.Channel:
         """The client's current raw channel (it changes when pymilvus reconnects)."""
@@ -112,6 +110,10 @@ class AsyncMilvusConnection(MilvusConnection):
 
     def channel(self) -> grpc.Channel:
         raise TypeError("an AsyncMilvusClient's channel is grpc.aio: use current_channel()")
+
+    def check_open(self) -> None:
+        if getattr(self._client, "_closed", False):
+            raise ClientClosedError("the AsyncMilvusClient is closed")
 
     def _headers(self, db_name: str) -> Metadata:
         # The channel's interceptors add the credential and the identifier.

@@ -1,0 +1,728 @@
+"""The flush scheduler: when each Flush of a collection goes, and which calls it serves.
+
+One :class:`FlushScheduler` per connection, created and owned by the transport, as httpx
+keeps its connection pool inside its transport: every flusher on one pymilvus client
+shares it, another client has its own (between clients and processes, the server
+arbitrates). It decides and never performs I/O, sleeps or starts an RPC: what it decides
+is an effect (:mod:`flushkit._effects`) that the core flush yields to its driver.
+
+Glossary: one name per idea.
+
+collection
+    One (database, collection) of the connection: its pacing and its gathering round.
+    Its state lives while a round is in flight or gathering, or while it can still pace
+    a call (a slot ahead, an admission or a throttled answer within the server's
+    window), and goes when that passes.
+round
+    The calls one Flush RPC of one collection serves. A call that arrives while the
+    collection has a Flush in flight, or waits for its slot, *gathers* in the next round
+    (a call joins only an RPC sent after it began). A round is *sent* once and *settled*
+    by its answer.
+lead
+    A round of one call: the call sends the Flush itself, as its own RPC (its own
+    deadline, its own cancellation). One call leads the rounds of all its collections
+    that may go at once in one RPC.
+shared
+    A round of several calls: its Flush is started as an RPC owned by no caller, so that a
+    member that leaves (times out, is cancelled) does not end it for the others; once
+    every member has left, it is cancelled.
+landed
+    A shared round's RPC has ended: gRPC's thread (or the event loop's task) stores the
+    outcome and rings the members' bells, nothing more. The first member to look
+    settles the round: no scheduler code runs on a gRPC thread.
+ticket
+    A call's place in one collection's round, and in the end its answer.
+turn
+    One call's tickets, and the bell it waits on.
+slot
+    The earliest time the server admits the next Flush of a collection.
+interval
+    The least time between two admitted Flushes of a collection: ``1 / rate`` of the
+    rate a throttled answer names (``rate=0.1``: 10 s), learned once per connection
+    (Milvus's limit is one setting for every collection), or seeded with a flusher's
+    ``flush_interval`` (the largest seed wins). After an admitted Flush the next slot is
+    one interval later: a steady caller meets no throttled answer.
+backoff
+    How far a throttled answer that the interval cannot explain (another process
+    flushed, or no rate named) pushes the slot: doubling from :data:`FIRST_BACKOFF` up
+    to the window.
+window
+    The interval, or :data:`DEFAULT_WINDOW` (Milvus's default) while none is known.
+throttled
+    A Flush the server refused for its rate limit (code 8 or 4, legacy RateLimit 49, or
+    gRPC RESOURCE_EXHAUSTED): its round's members gather again for the next slot.
+paced
+    The seconds a call waited for its collections' slots.
+refused
+    A call whose deadline comes before its collection's slot fails at once with
+    :class:`~flushkit.RateLimitedError`: nobody can flush before that slot.
+hold
+    How long a Flush in flight holds the calls gathered behind it before they send the
+    next round anyway: :data:`HOLD_FACTOR` times the connection's usual Flush latency,
+    within [:data:`HOLD_MIN`, :data:`HOLD_MAX`] (``HOLD_MAX`` until a Flush was timed).
+private
+    A call with ``coalesce=False`` gets rounds of its own: paced like the others, never
+    shared, never held back by another call's Flush.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import math
+import re
+import threading
+import time
+from typing import Any
+
+from pymilvus.grpc_gen import milvus_pb2
+
+from ._effects import FLUSH, Bell, Call, Start, Wait
+from ._exceptions import FlushError, RateLimitedError, rate_limited_error, timeout_error
+from ._models import FlushRequest, Status, Trace
+
+__all__ = [
+    "DEFAULT_WINDOW",
+    "FIRST_BACKOFF",
+    "HOLD_FACTOR",
+    "HOLD_MAX",
+    "HOLD_MIN",
+    "Collection",
+    "FlushScheduler",
+    "Round",
+    "Ticket",
+    "Turn",
+    "is_throttled",
+    "rate_named_in",
+]
+
+#: Milvus's default: one Flush per collection every 10 s.
+DEFAULT_WINDOW = 10.0
+#: The first push of the slot after a throttled answer the interval cannot explain.
+FIRST_BACKOFF = 0.25
+HOLD_FACTOR = 4.0
+HOLD_MIN = 0.05
+HOLD_MAX = 1.0
+#: The weight of a new answer in the connection's usual Flush latency.
+LATENCY_WEIGHT = 0.2
+
+_RATE = re.compile(r"rate=([0-9][0-9.eE+-]*)")
+#: New codes 4 (too many requests) and 8 (rate limit); legacy 49 (RateLimit).
+_THROTTLED_CODES = frozenset({4, 8})
+_THROTTLED_LEGACY = 49
+
+
+def is_throttled(status: Status) -> bool:
+    """Whether the server refused the call for its rate limit (not a quota's deny)."""
+    if status.code:
+        return status.code in _THROTTLED_CODES
+    return status.legacy_code == _THROTTLED_LEGACY
+
+
+def rate_named_in(reason: str) -> float | None:
+    """The rate, in calls per second, that a throttled answer's reason names, if any."""
+    match = _RATE.search(reason)
+    if match is None:
+        return None
+    try:
+        rate = float(match.group(1))
+    except ValueError:
+        return None
+    return rate if math.isfinite(rate) and rate > 0 else None
+
+
+class FlushScheduler:
+    """The rounds and the pacing of one connection's collections (see the module)."""
+
+    __slots__ = ("_collections", "_expiries", "_largest", "_latency", "_lock", "interval")
+
+    def __init__(self) -> None:
+        # One lock for every collection, round and ticket: its sections are short and
+        # never perform I/O.
+        self._lock = threading.Lock()
+        self._collections: dict[tuple[str, str], Collection] = {}
+        #: The most collections held since the dict was last made anew (a dict never
+        #: gives back the room it grew to: it is copied once it holds far fewer).
+        self._largest = 0
+        #: (when a collection's pacing stops mattering, the collection), in about that
+        #: order: looked at as calls join, so state that carries nothing goes.
+        self._expiries: collections.deque[tuple[float, Collection]] = collections.deque()
+        #: The connection's usual Flush latency in seconds (None: none timed yet).
+        self._latency: float | None = None
+        #: The interval, learned or seeded (0: unknown).
+        self.interval = 0.0
+
+    def seed(self, interval: float) -> None:
+        """A flusher's ``flush_interval``: at least this long between Flushes."""
+        with self._lock:
+            if interval > self.interval:
+                self.interval = interval
+
+    def join(self, request: FlushRequest) -> Turn:
+        """Take ``request``'s place in the round of each of its collections; a lone call
+        on an idle collection is told at once to send its own Flush (``Turn.first``)."""
+        now = time.monotonic()
+        db_name = request.db_name
+        with self._lock:
+            expiries = self._expiries
+            if expiries and expiries[0][0] <= now:
+                self._expire(now)
+            turn = Turn(self, request)
+            tickets = []
+            for name in request.collection_names:
+                state = self._collections.get((db_name, name))
+                if state is None:
+                    state = self._collections[(db_name, name)] = Collection(
+                        db_name, name, self._lock
+                    )
+                    if len(self._collections) > self._largest:
+                        self._largest = len(self._collections)
+                tickets.append(Ticket(turn, state, name, request))
+            turn.tickets = tickets
+            if len(tickets) == 1:  # the usual call: one collection, often idle
+                ticket = tickets[0]
+                round_ = ticket.round
+                assert round_ is not None
+                state = ticket.state
+                deadline = request.deadline
+                if (
+                    state.slot <= now
+                    and (deadline is None or state.slot <= deadline)
+                    and len(round_.members) == 1
+                    and (round_.private or not state.in_flight)
+                ):
+                    round_.send(ticket, now)
+                    turn.led = (ticket,)
+                    message = milvus_pb2.FlushRequest(
+                        db_name=db_name, collection_names=request.collection_names
+                    )
+                    turn.first = Call(FLUSH, message, request)
+        return turn
+
+    # Everything below runs under the lock.
+
+    def _hold(self) -> float:
+        latency = self._latency
+        if latency is None:
+            return HOLD_MAX
+        return min(max(HOLD_FACTOR * latency, HOLD_MIN), HOLD_MAX)
+
+    def _settle(
+        self, round_: Round, response: Any, error: BaseException | None, now: float
+    ) -> list[Bell]:
+        """Record a round's answer: a throttled one sends its members back to gather for
+        the next slot, any other is theirs. Returns the bells to ring."""
+        round_.settled = True
+        state = round_.state
+        state.in_flight -= 1
+        status = None if response is None else Status.from_proto(response.status)
+        if response is not None:
+            seconds = now - round_.started
+            latency = self._latency
+            self._latency = (
+                seconds if latency is None else latency + LATENCY_WEIGHT * (seconds - latency)
+            )
+        bells: list[Bell] = []
+        if (
+            status is not None and (status.code or status.legacy_code) and is_throttled(status)
+        ) or isinstance(error, RateLimitedError):
+            self.interval, until = state.throttled(now, status, self.interval)
+            self._expires(state, until)
+            sender = round_.sender
+            if sender is not None and sender in round_.members:
+                sender.throttled += 1
+            bells += _bells_of(round_.members)
+            _regather(round_)
+        else:
+            if status is not None:  # admitted
+                until = state.admitted(now, self.interval)
+                if until > state.expires:
+                    state.expires = until
+                    self._expiries.append((until, state))
+            sender = round_.sender
+            for ticket in round_.members:
+                ticket.response, ticket.error, ticket.status = response, error, status
+                ticket.coalesced = round_.shared
+                if sender is not None and sender.turn is not ticket.turn:
+                    ticket.sent_by = sender.trace
+                ticket.round = None
+                state.users -= 1
+            if round_.shared:
+                bells += _bells_of(round_.members)
+            round_.members = []
+        gathering = state.gathering
+        if gathering is not None:
+            bells += _bells_of(gathering.members)
+        if not (state.users or state.in_flight or state.expires > now):
+            self._drop(state)
+        return bells
+
+    def _expires(self, state: Collection, when: float) -> None:
+        if when > state.expires:
+            state.expires = when
+            self._expiries.append((when, state))
+
+    def _expire(self, now: float) -> None:
+        expiries = self._expiries
+        while expiries and expiries[0][0] <= now:
+            _, state = expiries.popleft()
+            if not (state.users or state.in_flight or state.expires > now):
+                self._drop(state)
+        held = len(self._collections)
+        if held < self._largest // 4:
+            self._collections = dict(self._collections)
+            self._largest = held
+
+    def _drop(self, state: Collection) -> None:
+        """Forget an idle collection whose pacing carries nothing any more."""
+        key = (state.db_name, state.name)
+        if self._collections.get(key) is state:
+            del self._collections[key]
+
+
+class Collection:
+    """One (database, collection) of the connection: its pacing and its next round."""
+
+    __slots__ = (
+        "admitted_at",
+        "backoff",
+        "db_name",
+        "expires",
+        "gathering",
+        "in_flight",
+        "last_status",
+        "lock",
+        "name",
+        "newest_start",
+        "slot",
+        "users",
+    )
+
+    def __init__(self, db_name: str, name: str, lock: threading.Lock | None = None) -> None:
+        #: The scheduler's lock.
+        self.lock = lock or threading.Lock()
+        self.db_name = db_name
+        self.name = name
+        #: The earliest time the next Flush may go.
+        self.slot = -math.inf
+        #: The current push after unexplained throttling; 0 after an admitted Flush.
+        self.backoff = 0.0
+        #: When the last admitted Flush was answered (None: none seen).
+        self.admitted_at: float | None = None
+        #: The last throttled answer's status (None: none, or gRPC RESOURCE_EXHAUSTED).
+        self.last_status: Status | None = None
+        #: Until when the pacing carries information.
+        self.expires = -math.inf
+        self.gathering: Round | None = None
+        self.in_flight = 0
+        self.newest_start = 0.0
+        #: Tickets not yet answered.
+        self.users = 0
+
+    def admitted(self, now: float, interval: float) -> float:
+        """A Flush was admitted (answered, not throttled) at ``now``; returns until when
+        that paces the collection's calls."""
+        self.admitted_at = now
+        self.backoff = 0.0
+        self.slot = now + interval
+        return max(self.slot, now + (interval or DEFAULT_WINDOW))
+
+    def throttled(self, now: float, status: Status | None, interval: float) -> tuple[float, float]:
+        """A Flush was throttled at ``now`` (``status`` None: gRPC RESOURCE_EXHAUSTED).
+        Returns the interval (learned from the rate the answer names, else as it was)
+        and until when this answer paces the collection's calls."""
+        self.last_status = status
+        rate = None if status is None else rate_named_in(status.reason)
+        if rate is not None:
+            interval = 1.0 / rate
+        if interval and self.admitted_at is not None:
+            due = self.admitted_at + interval
+            if due > now:  # the interval explains it: the next slot is known exactly
+                self.slot = max(self.slot, due)
+                return interval, self.slot
+        window = interval or DEFAULT_WINDOW
+        self.backoff = min(window, 2 * self.backoff if self.backoff else FIRST_BACKOFF)
+        self.slot = max(self.slot, now + self.backoff)
+        return interval, max(self.slot, now + window)
+
+
+class Round:
+    """The calls one Flush RPC of one collection serves."""
+
+    __slots__ = (
+        "handle",
+        "landed",
+        "members",
+        "outcome",
+        "private",
+        "sender",
+        "sent",
+        "settled",
+        "shared",
+        "started",
+        "state",
+        "template",
+    )
+
+    def __init__(self, state: Collection, template: FlushRequest, *, private: bool) -> None:
+        self.state = state
+        self.template = template
+        self.private = private
+        self.members: list[Ticket] = []
+        self.sent = False
+        self.settled = False
+        self.shared = False
+        self.sender: Ticket | None = None
+        self.started = 0.0
+        #: A shared round's RPC (to cancel it), and its outcome once it landed:
+        #: (response, error, when).
+        self.handle: Any = None
+        self.landed = False
+        self.outcome: tuple[Any, BaseException | None, float] | None = None
+
+    def send(self, sender: Ticket, now: float) -> None:
+        """Mark the round in flight (under the lock)."""
+        state = self.state
+        if state.gathering is self:
+            state.gathering = None
+        self.sent = True
+        self.sender = sender
+        self.shared = len(self.members) > 1
+        self.started = now
+        state.in_flight += 1
+        state.newest_start = now
+
+    def land(self, response: Any, error: BaseException | None) -> None:
+        """The shared round's RPC ended (``(None, None)``: cancelled): keep the outcome
+        and ring the members' bells. Runs wherever the RPC ended (gRPC's thread)."""
+        self.outcome = (response, error, time.monotonic())
+        with self.state.lock:
+            self.landed = True
+            bells = _bells_of(self.members)
+        for bell in bells:
+            bell.ring()
+
+
+class Ticket:
+    """A call's place in one collection's round, and in the end its answer."""
+
+    __slots__ = (
+        "coalesced",
+        "deadline",
+        "error",
+        "name",
+        "response",
+        "round",
+        "sent_by",
+        "state",
+        "status",
+        "throttled",
+        "trace",
+        "turn",
+    )
+
+    def __init__(self, turn: Turn, state: Collection, name: str, request: FlushRequest) -> None:
+        #: The call's turn, while the ticket is in a round (None once the call is over).
+        self.turn: Turn | None = turn
+        self.deadline = request.deadline
+        self.state = state
+        self.name = name
+        self.response: Any = None
+        #: The response's status (made once per answer).
+        self.status: Status | None = None
+        self.error: BaseException | None = None
+        self.coalesced = False
+        #: Throttled answers to Flush RPCs this call sent for this collection.
+        self.throttled = 0
+        self.trace = request.trace
+        #: The trace of the call that sent the Flush that answered this ticket, when
+        #: another call sent it.
+        self.sent_by: Trace | None = None
+        state.users += 1
+        if request.coalesce:
+            round_ = state.gathering
+            if round_ is None:
+                round_ = state.gathering = Round(state, request, private=False)
+        else:
+            round_ = Round(state, request, private=True)
+        self.round: Round | None = round_
+        round_.members.append(self)
+
+    def outcome(self) -> Any:
+        """The Flush response for this collection, or raises this caller's error."""
+        if self.error is not None:
+            error = self.error
+            if isinstance(error, FlushError) and self.coalesced:
+                error = copy.copy(error)  # each caller its own
+                error.coalesced = True
+            raise error
+        return self.response
+
+
+class Turn:
+    """One call's tickets, and what it should do next (:meth:`next`)."""
+
+    __slots__ = ("bell", "first", "led", "paced", "request", "scheduler", "tickets", "waited_from")
+
+    def __init__(self, scheduler: FlushScheduler, request: FlushRequest) -> None:
+        self.scheduler = scheduler
+        self.request = request
+        self.tickets: list[Ticket] = []
+        #: Made the first time the call has to wait (the usual call never does).
+        self.bell: Bell | None = None
+        #: The call's first effect, decided as it joined: its own Flush at once.
+        self.first: Call | None = None
+        #: The tickets the call's own Flush in flight answers.
+        self.led: tuple[Ticket, ...] = ()
+        #: Seconds waited for slots; since when the current wait for a slot (None: none).
+        self.paced = 0.0
+        self.waited_from: float | None = None
+
+    def answered(self, response: Any, error: BaseException | None) -> None:
+        """The call's own Flush ended: ``response``, or ``error`` (a FlushError, or None
+        with no response when the call left before its answer)."""
+        led, self.led = self.led, ()
+        now = time.monotonic()
+        bells: list[Bell] = []
+        with self.scheduler._lock:
+            for ticket in led:
+                round_ = ticket.round
+                if round_ is not None and not round_.settled:
+                    bells += self.scheduler._settle(round_, response, error, now)
+        for bell in bells:
+            if bell is not self.bell:
+                bell.ring()
+
+    def next(self) -> Call | Start | Wait | None:
+        """What the call does next: send its own Flush (:class:`Call`), start a shared
+        round's (:class:`Start`), wait (:class:`Wait`), or nothing more (None: every
+        collection has its answer). Raises when the call cannot get its answer in its
+        budget: RateLimitedError before a slot past its deadline, FlushTimeoutError once
+        the deadline has passed."""
+        first = self.first
+        if first is not None:
+            self.first = None
+            return first
+        for ticket in self.tickets:
+            if ticket.round is not None:
+                break
+        else:
+            return None  # every collection has its answer: the usual end
+        request = self.request
+        deadline = request.deadline
+        scheduler = self.scheduler
+        now = time.monotonic()
+        if self.waited_from is not None:
+            self.paced += now - self.waited_from
+            self.waited_from = None
+        bells: list[Bell] = []
+        lead: list[Ticket] = []
+        until: float | None = None
+        paced = False
+        refused: Ticket | None = None
+        effect: Call | Start | Wait | None = None
+        with scheduler._lock:
+            for ticket in self.tickets:
+                round_ = ticket.round
+                if round_ is None:  # answered
+                    continue
+                if round_.sent:
+                    if not round_.landed or round_.settled:
+                        continue  # in flight
+                    assert round_.outcome is not None
+                    response, error, when = round_.outcome
+                    bells += scheduler._settle(round_, response, error, when)
+                    round_ = ticket.round
+                    if round_ is None:
+                        continue
+                state = round_.state
+                slot = state.slot
+                if deadline is not None and slot > deadline:
+                    refused = ticket
+                    break
+                ready = slot
+                if not round_.private and state.in_flight:
+                    ready = max(ready, state.newest_start + scheduler._hold())
+                if ready > now:
+                    if until is None or ready < until:
+                        until, paced = ready, slot > now
+                    continue
+                if len(round_.members) == 1:
+                    lead.append(ticket)
+                    continue
+                round_.send(ticket, now)
+                shared = _shared_request(round_, now)
+                effect = Start(Call(FLUSH, _flush_message(shared), shared), round_)
+                break
+            if effect is None and refused is None:
+                if lead:
+                    for ticket in lead:
+                        assert ticket.round is not None
+                        ticket.round.send(ticket, now)
+                    self.led = tuple(lead)
+                    led = request
+                    if len(lead) < len(request.collection_names):
+                        led = request.replace(collection_names=tuple(t.name for t in lead))
+                    effect = Call(FLUSH, _flush_message(led), led)
+                elif _in_a_round(self.tickets):
+                    if self.bell is None:
+                        self.bell = Bell()
+                    wake = until
+                    if deadline is not None and (wake is None or deadline < wake):
+                        wake = deadline
+                    effect = Wait(self.bell, wake, until if paced else None)
+        for bell in bells:
+            if bell is not self.bell:
+                bell.ring()
+        if refused is not None:
+            state = refused.state
+            if deadline is not None and now >= deadline:
+                raise timeout_error(request, "waiting for the server to admit a flush")
+            exhausted = state.last_status is None and state.backoff > 0
+            raise rate_limited_error(
+                request, refused.name, state.slot - now, state.last_status, exhausted
+            )
+        if type(effect) is Wait:
+            if deadline is not None and now >= deadline:
+                raise timeout_error(request, "waiting for its turn to flush")
+            if effect.slot is not None:
+                self.waited_from = now
+        return effect
+
+    def started(self, round_: Round, handle: Any) -> None:
+        """The shared round's RPC is in flight as ``handle`` (cancelled at once if every
+        member left meanwhile)."""
+        with self.scheduler._lock:
+            abandoned = not round_.members
+            round_.handle = handle
+        if abandoned:
+            handle.cancel()
+
+    def unsend(self, round_: Round) -> None:
+        """Starting the shared round failed: put it back for another member to send."""
+        bells: list[Bell] = []
+        with self.scheduler._lock:
+            if round_.sent and not round_.settled and not round_.landed:
+                state = round_.state
+                state.in_flight -= 1
+                round_.sent = False
+                round_.settled = True
+                _regather(round_)
+                gathering = state.gathering
+                if gathering is not None:
+                    bells = _bells_of(gathering.members)
+        for bell in bells:
+            if bell is not self.bell:
+                bell.ring()
+
+    def throttled(self) -> int:
+        """Throttled answers to Flush RPCs the call sent."""
+        return sum(ticket.throttled for ticket in self.tickets)
+
+    def leave(self) -> None:
+        """The call is over: give up its places (an answered ticket gave up its own when
+        answered); a shared RPC nobody waits for any more is cancelled."""
+        if self.first is None and not self.led:
+            for ticket in self.tickets:
+                if ticket.round is not None:
+                    break
+            else:  # the usual end: every ticket answered
+                for ticket in self.tickets:
+                    ticket.turn = None  # no cycle left for the garbage collector
+                return
+        handles = []
+        bells: list[Bell] = []
+        scheduler = self.scheduler
+        with scheduler._lock:
+            now = time.monotonic()
+            freed = []  # collections with one Flush fewer in flight: their next round may go
+            self.first = None
+            led, self.led = self.led, ()
+            for ticket in led:  # the call's own Flush, decided or sent, never answered
+                round_ = ticket.round
+                if round_ is not None and round_.sent and not round_.settled:
+                    round_.settled = True
+                    round_.state.in_flight -= 1
+                    freed.append(round_.state)
+            for ticket in self.tickets:
+                round_ = ticket.round
+                if round_ is None:
+                    continue
+                ticket.round = None
+                state = ticket.state
+                state.users -= 1
+                if ticket in round_.members:
+                    round_.members.remove(ticket)
+                    if not round_.members:
+                        if not round_.sent and state.gathering is round_:
+                            state.gathering = None
+                        elif round_.landed and not round_.settled:  # learn from its answer
+                            assert round_.outcome is not None
+                            bells += scheduler._settle(round_, *round_.outcome)
+                        elif round_.sent and not round_.settled:
+                            round_.settled = True  # nobody waits for it: cancelled
+                            state.in_flight -= 1
+                            freed.append(state)
+                            if round_.handle is not None:
+                                handles.append(round_.handle)
+                if not (state.users or state.in_flight or state.expires > now):
+                    scheduler._drop(state)
+            for state in freed:
+                if state.gathering is not None:
+                    bells += _bells_of(state.gathering.members)
+            for ticket in self.tickets:
+                ticket.turn = None
+        for handle in handles:
+            handle.cancel()
+        for bell in bells:
+            if bell is not self.bell:
+                bell.ring()
+
+
+def _in_a_round(tickets: list[Ticket]) -> bool:
+    """Whether some of ``tickets`` still wait for an answer."""
+    return any(ticket.round is not None for ticket in tickets)
+
+
+def _bells_of(tickets: list[Ticket]) -> list[Bell]:
+    """The bells of the calls of ``tickets`` that have waited (the others look before
+    they wait)."""
+    return [t.turn.bell for t in tickets if t.turn is not None and t.turn.bell is not None]
+
+
+def _regather(round_: Round) -> None:
+    """Send ``round_``'s members back to gather for the collection's next round."""
+    state = round_.state
+    members, round_.members = round_.members, []
+    if not members:
+        return
+    again = None if round_.private else state.gathering
+    if again is None:
+        again = Round(state, round_.template, private=round_.private)
+        if not round_.private:
+            state.gathering = again
+    for ticket in members:
+        ticket.round = again
+        again.members.append(ticket)
+
+
+def _shared_request(round_: Round, now: float) -> FlushRequest:
+    """The shared Flush's request: one collection, the latest of its members' deadlines,
+    the sending call's trace (its context reaches the server)."""
+    deadlines = [ticket.deadline for ticket in round_.members]
+    latest = None if None in deadlines else max(d for d in deadlines if d is not None)
+    assert round_.sender is not None
+    return round_.template.replace(
+        collection_names=(round_.members[0].name,),
+        timeout=None,
+        started=now,
+        deadline=latest,
+        coalesce=True,
+        trace=round_.sender.trace,
+    )
+
+
+def _flush_message(request: FlushRequest) -> Any:
+    return milvus_pb2.FlushRequest(
+        db_name=request.db_name, collection_names=request.collection_names
+    )
