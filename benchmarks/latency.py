@@ -84,6 +84,10 @@ def full_telemetry(log_file: Any) -> dict[str, Any]:
             structlog.processors.TimeStamper(fmt="iso"),
             structlog.processors.JSONRenderer(),
         ],
+        # Its own level: main() filters the global configuration below WARNING (quiet),
+        # which a wrapped logger without a wrapper class would take, dropping every
+        # success event (the runs before 2026-12-04 measured "full" without them).
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
     )
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     return {"logger": logger, "tracer_provider": tracer_provider, "meter_provider": meter_provider}

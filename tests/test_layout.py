@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import os
 import pathlib
 import pickle
+import subprocess
+import sys
 
 import flushkit
 import flushkit.middleware
@@ -120,3 +123,51 @@ def test_the_cycle_finder_finds_cycles():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"a"}}) == ["a", "a"]
+
+
+_MUTABLE_CALLS = {"dict", "list", "set", "deque", "defaultdict", "OrderedDict", "Counter"}
+_WEAK_CACHES = {"WeakKeyDictionary", "WeakValueDictionary", "WeakSet"}
+
+
+def test_no_process_wide_state_beside_constants_and_weak_caches():
+    """State lives in objects (a client's transport and scheduler), not in modules: a
+    module-level container is a constant (UPPER_CASE), a weak-keyed cache of an object's
+    helpers (that object's state), or the set that keeps the event loop's shared-round
+    tasks alive; no module rebinds a global."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        found += [
+            f"{path.name}:{n.lineno} global" for n in ast.walk(tree) if isinstance(n, ast.Global)
+        ]
+        for node in tree.body:
+            if not isinstance(node, ast.Assign | ast.AnnAssign) or node.value is None:
+                continue
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = [t.id for t in targets if isinstance(t, ast.Name)]
+            value = node.value
+            called = ""
+            if isinstance(value, ast.Call):
+                func = value.func
+                called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+            container = isinstance(
+                value, ast.Dict | ast.List | ast.Set | ast.DictComp | ast.ListComp | ast.SetComp
+            )
+            for name in names:
+                constant = name.lstrip("_").isupper() or name == "__all__"
+                if called in _WEAK_CACHES or (name == "_shared_tasks" and called == "set"):
+                    continue
+                if (container or called in _MUTABLE_CALLS) and not constant:
+                    found.append(f"{path.name}:{node.lineno} {name}")
+    assert found == []
+
+
+def test_importing_flushkit_or_its_pytest_plugin_imports_neither_grpc_nor_pymilvus():
+    code = (
+        "import sys, flushkit, flushkit._tools.pytest_plugin\n"
+        "heavy = [m for m in ('grpc', 'pymilvus', 'anyio', 'opentelemetry') if m in sys.modules]\n"
+        "assert heavy == [], heavy\n"
+        "assert flushkit.Flusher.__module__ == 'flushkit'  # the public names load on first use\n"
+        "assert 'pymilvus' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "MILVUS_URI": ""})

@@ -113,7 +113,7 @@ def test_a_flushers_request_is_the_request_its_fields_make(client):
     # The facade fills the request's fields without __init__: it must be the same value,
     # frozen, and carry every field.
     flusher = flushkit.Flusher(client, timeout=7.0)
-    made = flusher._request("c", None, flushkit.USE_FLUSHER_DEFAULT, True)
+    made = flusher._request("c", wait=True)
     fields = {field.name: getattr(made, field.name) for field in dataclasses.fields(FlushRequest)}
     assert made == FlushRequest(**fields)
     assert made.__dict__.keys() == fields.keys()

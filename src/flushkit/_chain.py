@@ -126,26 +126,29 @@ class Chain(Generic[Effect]):
         flows = self.flows
         core_depth = self.depth
         stack: list[Generator[Any, Any, Any]] = []
+        top: Any = None  # stack[depth], the flow that runs
+        depth = -1
         answer: Any = None
         error: BaseException | None = None
-        next_request: FlushRequest | None = request  # to run at the next depth
+        next_request: FlushRequest | None = request  # to run one level deeper
         while True:
             if next_request is not None:  # run the rest of the chain one level deeper
-                depth = len(stack)
                 try:
-                    if depth == core_depth:
-                        stack.append(self.core(next_request))
+                    flow: Generator[Any, Any, Any]
+                    if depth + 1 == core_depth:
+                        flow = self.core(next_request)
                     else:
-                        flow = flows[depth](next_request)
+                        flow = flows[depth + 1](next_request)
                         if type(flow) is not GeneratorType and not isinstance(flow, Generator):
-                            raise _not_a_flow(flows[depth], flow)
-                        stack.append(flow)
+                            raise _not_a_flow(flows[depth + 1], flow)
+                    stack.append(flow)
+                    top = flow
+                    depth += 1
                 except Exception as exc:  # a middleware that failed to start its flow
-                    if not stack:
+                    if depth < 0:
                         raise
                     answer, error = None, exc
                 next_request = None
-            top = stack[-1]
             try:
                 if error is None:
                     step = top.send(answer)
@@ -155,26 +158,29 @@ class Chain(Generic[Effect]):
             except StopIteration as done:  # the flow returned: hand its value down
                 stack.pop()
                 answer = done.value
-                if (
-                    len(stack) < core_depth
+                if (  # a middleware's value, not the core's: it must be a result
+                    depth < core_depth
                     and type(answer) is not FlushResult
                     and not isinstance(answer, FlushResult)
                 ):
-                    answer, error = None, _not_a_result(flows[len(stack)], answer)
-                    if not stack:
+                    answer, error = None, _not_a_result(flows[depth], answer)
+                    if depth == 0:
                         raise error from None
-                if not stack:
+                depth -= 1
+                if depth < 0:
                     return answer  # type: ignore[no-any-return]
+                top = stack[depth]
                 continue
             except BaseException as exc:  # the flow raised: throw it into the one below
                 stack.pop()
-                if not stack:
+                depth -= 1
+                if depth < 0:
                     raise
+                top = stack[depth]
                 answer, error = None, exc
                 continue
             answer = None
-            depth = len(stack) - 1
-            if depth < core_depth and isinstance(step, FlushRequest):
+            if depth < core_depth and type(step) is FlushRequest:
                 next_request = step
                 continue
             if depth == core_depth or isinstance(step, Pause):
@@ -187,14 +193,19 @@ class Chain(Generic[Effect]):
                 if type(answer) is Failed:  # thrown into the flow that asked for it
                     answer, error = None, answer.error
                 continue
+            if isinstance(step, FlushRequest):  # a subclass's instance
+                next_request = step
+                continue
             top.close()
             stack.pop()
             wrong = TypeError(
                 f"middleware {flows[depth]!r} yielded {step!r}; "
                 "it may yield only a FlushRequest or a Pause"
             )
-            if not stack:
+            depth -= 1
+            if depth < 0:
                 raise wrong
+            top = stack[depth]
             answer, error = None, wrong
 
 
