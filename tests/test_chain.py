@@ -340,3 +340,27 @@ def test_a_preparer_that_adds_or_drops_a_field_is_a_clear_error():
         Chain([Rename()], Core()).request(dict(fields))
     with pytest.raises(TypeError, match="colection_names"):  # called as a flow too
         next(Typo()(REQUEST))
+
+
+def test_a_middleware_that_returns_none_stays_out_of_the_call():
+    seen = []
+
+    def named(name):
+        def middleware(request):
+            seen.append(name)
+            return (yield request)
+
+        return middleware
+
+    def absent(request):
+        seen.append("absent")
+        return None
+
+    core = Core(result(db_name="x"), RuntimeError("boom"))
+    chain = Chain([named("outer"), absent, named("inner"), absent], core)
+    assert drive(chain)[0].db_name == "x"
+    assert seen == ["outer", "absent", "inner", "absent"]
+    with pytest.raises(RuntimeError, match="boom"):  # failures pass it by too
+        drive(chain)
+    only_absent = Chain([absent], Core(result(db_name="y")))
+    assert drive(only_absent)[0].db_name == "y"

@@ -11,7 +11,9 @@ A middleware is any callable that takes a :class:`FlushRequest` and returns a ge
 
 The flow returns the :class:`FlushResult` the caller receives. It may yield the request
 several times (that is how a retry fits), replace the request, the result or the
-exception. Because the driver, not the middleware, performs the I/O and the sleeping, one
+exception. A middleware with nothing to do for a call may return ``None`` instead of a
+flow: it stays out of that call (the rest of the chain runs as if it were not there).
+Because the driver, not the middleware, performs the I/O and the sleeping, one
 middleware serves the blocking facade, asyncio and trio alike (as pluggy's hook wrappers
 and httpx's ``Auth.auth_flow`` do).
 
@@ -54,9 +56,10 @@ Flow = Generator[FlushRequest | Pause, Any, FlushResult]
 
 
 class Middleware(Protocol):
-    """A step of the chain; a plain generator function is one."""
+    """A step of the chain; a plain generator function is one. Returning None instead
+    of a flow keeps the middleware out of that call."""
 
-    def __call__(self, request: FlushRequest, /) -> Flow: ...
+    def __call__(self, request: FlushRequest, /) -> Flow | None: ...
 
 
 class RequestPreparer:
@@ -134,11 +137,15 @@ class Chain(Generic[Effect]):
         while True:
             if next_request is not None:  # run the rest of the chain one level deeper
                 try:
-                    flow: Generator[Any, Any, Any]
+                    flow: Generator[Any, Any, Any] | None
                     if depth + 1 == core_depth:
                         flow = self.core(next_request)
                     else:
                         flow = flows[depth + 1](next_request)
+                        if flow is None:  # the middleware stays out of this call
+                            stack.append(None)  # type: ignore[arg-type]
+                            depth += 1
+                            continue
                         if type(flow) is not GeneratorType and not isinstance(flow, Generator):
                             raise _not_a_flow(flows[depth + 1], flow)
                     stack.append(flow)
@@ -164,16 +171,22 @@ class Chain(Generic[Effect]):
                     and not isinstance(answer, FlushResult)
                 ):
                     answer, error = None, _not_a_result(flows[depth], answer)
-                    if depth == 0:
-                        raise error from None
                 depth -= 1
+                while depth >= 0 and stack[depth] is None:  # middlewares that stayed out
+                    stack.pop()
+                    depth -= 1
                 if depth < 0:
+                    if error is not None:
+                        raise error from None
                     return answer  # type: ignore[no-any-return]
                 top = stack[depth]
                 continue
             except BaseException as exc:  # the flow raised: throw it into the one below
                 stack.pop()
                 depth -= 1
+                while depth >= 0 and stack[depth] is None:
+                    stack.pop()
+                    depth -= 1
                 if depth < 0:
                     raise
                 top = stack[depth]
@@ -203,6 +216,9 @@ class Chain(Generic[Effect]):
                 "it may yield only a FlushRequest or a Pause"
             )
             depth -= 1
+            while depth >= 0 and stack[depth] is None:
+                stack.pop()
+                depth -= 1
             if depth < 0:
                 raise wrong
             top = stack[depth]

@@ -134,7 +134,15 @@ def rate_named_in(reason: str) -> float | None:
 class FlushScheduler:
     """The rounds and the pacing of one connection's collections (see the module)."""
 
-    __slots__ = ("_collections", "_expiries", "_largest", "_latency", "_lock", "interval")
+    __slots__ = (
+        "_collections",
+        "_expiries",
+        "_largest",
+        "_latency",
+        "_lock",
+        "_seeded",
+        "interval",
+    )
 
     def __init__(self) -> None:
         # One lock for every collection, round and ticket: its sections are short and
@@ -149,14 +157,15 @@ class FlushScheduler:
         self._expiries: collections.deque[tuple[float, Collection]] = collections.deque()
         #: The connection's usual Flush latency in seconds (None: none timed yet).
         self._latency: float | None = None
-        #: The interval, learned or seeded (0: unknown).
+        #: The interval: the one learned, at least the largest seed (0: unknown).
         self.interval = 0.0
+        self._seeded = 0.0
 
     def seed(self, interval: float) -> None:
         """A flusher's ``flush_interval``: at least this long between Flushes."""
         with self._lock:
-            if interval > self.interval:
-                self.interval = interval
+            self._seeded = max(self._seeded, interval)
+            self.interval = max(self.interval, interval)
 
     def join(self, request: FlushRequest) -> Turn:
         """Take ``request``'s place in the round of each of its collections; a lone call
@@ -226,7 +235,8 @@ class FlushScheduler:
         if (
             status is not None and (status.code or status.legacy_code) and is_throttled(status)
         ) or isinstance(error, RateLimitedError):
-            self.interval, until = state.throttled(now, status, self.interval)
+            learned, until = state.throttled(now, status, self.interval)
+            self.interval = max(learned, self._seeded)
             self._expires(state, until)
             sender = round_.sender
             if sender is not None and sender in round_.members:

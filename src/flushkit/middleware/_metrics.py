@@ -66,7 +66,12 @@ class MetricsMiddleware:
             explicit_bucket_boundaries_advisory=BUCKETS,
         )
 
-    def __call__(self, request: FlushRequest) -> Flow:
+    def __call__(self, request: FlushRequest) -> Flow | None:
+        if self._real_duration() is None:
+            return None  # no meter provider yet: nothing would be recorded
+        return self._measured(request)
+
+    def _measured(self, request: FlushRequest) -> Flow:
         try:
             result: FlushResult = yield request
         except Exception as exc:
@@ -76,8 +81,6 @@ class MetricsMiddleware:
                 self._record_flags(exc.coalesced, exc.throttled, exc.paced, failed)
             raise
         flagged = result.coalesced or result.throttled or result.paced
-        if not flagged and self._real_duration() is None:
-            return result  # no meter provider yet: nothing would be recorded
         attributes = request_attributes(request)
         self.duration.record(time.monotonic() - request.started, attributes)
         if flagged:

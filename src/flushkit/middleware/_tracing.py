@@ -67,11 +67,13 @@ class TracingMiddleware:
         #: until then (the probe answers None) its span could not record.
         self._provider = tracer_provider_probe() if is_global_proxy(self.tracer) else None
 
-    def __call__(self, request: FlushRequest) -> Flow:
+    def __call__(self, request: FlushRequest) -> Flow | None:
         provider = self._provider
-        if provider is not None and provider() is None:  # no span could record: skip it
-            skipped: FlushResult = yield request
-            return skipped
+        if provider is not None and provider() is None:
+            return None  # no span could record: stay out of the call
+        return self._traced(request)
+
+    def _traced(self, request: FlushRequest) -> Flow:
         single = len(request.collection_names) == 1
         target = request.collection_names[0] if single else request.db_name
         span = self.tracer.start_span(f"flush {target}", kind=SpanKind.CLIENT)
