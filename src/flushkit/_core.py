@@ -24,7 +24,7 @@ from pymilvus.grpc_gen import milvus_pb2
 from ._effects import GET_FLUSH_STATE, LIST_DATABASES, Call, Start, Wait
 from ._exceptions import CollectionNotFoundError, FlushError, RateLimitedError, error_class_for
 from ._models import FlushRequest, FlushResult, Pause, Status, merged_result, result_from_proto
-from ._scheduler import FlushScheduler, Turn
+from ._scheduler import Answer, FlushScheduler, Turn
 
 __all__ = ["POLL_MAX", "POLL_MIN", "POLL_SHARE", "flush_flow", "poll_pause", "wait_until_persisted"]
 
@@ -42,7 +42,6 @@ Effects = Generator[Call | Start | Wait | Pause, Any, FlushResult]
 def flush_flow(request: FlushRequest, *, scheduler: FlushScheduler) -> Effects:
     """Flush ``request``'s collections, each when the scheduler lets it go."""
     turn = scheduler.join(request)
-    tickets = turn.tickets
     announced: float | None = None
     try:
         while (effect := turn.next()) is not None:
@@ -67,16 +66,7 @@ def flush_flow(request: FlushRequest, *, scheduler: FlushScheduler) -> Effects:
                     announced = effect.slot
                     _announce_pacing(request, effect.slot - time.monotonic())
                 yield effect
-            for ticket in tickets:
-                if ticket.error is not None:
-                    ticket.outcome()  # raises it: no need to wait for the others
-        if len(tickets) == 1:  # the usual call
-            ticket = tickets[0]
-            response = ticket.outcome() if ticket.error is not None else ticket.response
-            assert ticket.status is not None  # made with the answer
-            answers = [(response, request, ticket.status, ticket.coalesced)]
-        else:
-            answers = _answers(request, turn)
+        answers = turn.answers()
         if request.wait or (request.db_name != "default" and _may_name_a_missing_database(answers)):
             result = yield from _result(request, answers)
         elif len(answers) == 1:
@@ -85,16 +75,14 @@ def flush_flow(request: FlushRequest, *, scheduler: FlushScheduler) -> Effects:
         else:
             result = _result_of(request, answers)
     except FlushError as error:
-        error.throttled = turn.throttled()
+        error.throttled = turn.throttled
         error.paced = turn.paced
         raise
     finally:
         turn.leave()
         if request.trace is not None:
             _link_senders(request, turn)
-    throttled = 0
-    for ticket in tickets:
-        throttled += ticket.throttled
+    throttled = turn.throttled
     if throttled or turn.paced:
         return dataclasses.replace(result, throttled=throttled, paced=turn.paced)
     return result
@@ -114,31 +102,6 @@ def _link_senders(request: FlushRequest, turn: Turn) -> None:
 def _announce_pacing(request: FlushRequest, seconds: float) -> None:
     if request.trace is not None:
         request.trace.span.add_event("flushkit.paced", {"flushkit.paced.wait_s": seconds})
-
-
-#: One answer of a call: a response, the request part it answers, its status, shared.
-Answer = tuple[Any, FlushRequest, Status, bool]
-
-
-def _answers(request: FlushRequest, turn: Turn) -> list[Answer]:
-    """The call's answers, one per Flush response (raises a collection's error)."""
-    groups: list[tuple[Any, list[str], Any]] = []  # a response, its collections, a ticket
-    for ticket in turn.tickets:
-        response = ticket.outcome()
-        for group in groups:
-            if group[0] is response:
-                group[1].append(ticket.name)
-                break
-        else:
-            groups.append((response, [ticket.name], ticket))
-    answers = []
-    for response, names, first in groups:
-        part = request
-        if len(names) < len(request.collection_names):
-            part = request.replace(collection_names=tuple(names))
-        assert first.status is not None  # made with the answer
-        answers.append((response, part, first.status, first.coalesced))
-    return answers
 
 
 def _may_name_a_missing_database(answers: list[Answer]) -> bool:

@@ -18,6 +18,10 @@ round
     collection has a Flush in flight, or waits for its slot, *gathers* in the next round
     (a call joins only an RPC sent after it began). A round is *sent* once and *settled*
     by its answer.
+alone
+    The usual call: one collection, idle (no Flush in flight, nobody gathering, its slot
+    come). It sends its Flush at once, with no round; calls that arrive meanwhile gather
+    behind it. A throttled answer makes it gather too, for the next slot.
 lead
     A round of one call: the call sends the Flush itself, as its own RPC (its own
     deadline, its own cancellation). One call leads the rounds of all its collections
@@ -168,45 +172,47 @@ class FlushScheduler:
             self.interval = max(self.interval, interval)
 
     def join(self, request: FlushRequest) -> Turn:
-        """Take ``request``'s place in the round of each of its collections; a lone call
-        on an idle collection is told at once to send its own Flush (``Turn.first``)."""
+        """Take ``request``'s place in each of its collections: alone at once (``Turn.first``
+        is its own Flush) for the usual call, else a ticket in each collection's round."""
         now = time.monotonic()
         db_name = request.db_name
+        names = request.collection_names
+        turn = Turn(self, request)
         with self._lock:
             expiries = self._expiries
             if expiries and expiries[0][0] <= now:
                 self._expire(now)
-            turn = Turn(self, request)
-            tickets = []
-            for name in request.collection_names:
-                state = self._collections.get((db_name, name))
-                if state is None:
-                    state = self._collections[(db_name, name)] = Collection(
-                        db_name, name, self._lock
-                    )
-                    if len(self._collections) > self._largest:
-                        self._largest = len(self._collections)
-                tickets.append(Ticket(turn, state, name, request))
-            turn.tickets = tickets
-            if len(tickets) == 1:  # the usual call: one collection, often idle
-                ticket = tickets[0]
-                round_ = ticket.round
-                assert round_ is not None
-                state = ticket.state
+            if len(names) == 1:  # the usual call
+                state = self._collection(db_name, names[0])
+                slot = state.slot
                 deadline = request.deadline
                 if (
-                    state.slot <= now
-                    and (deadline is None or state.slot <= deadline)
-                    and len(round_.members) == 1
-                    and (round_.private or not state.in_flight)
+                    slot <= now
+                    and (deadline is None or slot <= deadline)
+                    and (not request.coalesce or (state.gathering is None and not state.in_flight))
                 ):
-                    round_.send(ticket, now)
-                    turn.led = (ticket,)
-                    message = milvus_pb2.FlushRequest(
-                        db_name=db_name, collection_names=request.collection_names
-                    )
+                    state.in_flight += 1
+                    state.newest_start = now
+                    turn.alone = state
+                    turn.sent_at = now
+                    message = milvus_pb2.FlushRequest(db_name=db_name, collection_names=names)
                     turn.first = Call(FLUSH, message, request)
+                else:
+                    turn.tickets = [Ticket(turn, state, names[0], request)]
+            else:
+                turn.tickets = [
+                    Ticket(turn, self._collection(db_name, name), name, request) for name in names
+                ]
         return turn
+
+    def _collection(self, db_name: str, name: str) -> Collection:
+        """The state of a collection, made at its first call (under the lock)."""
+        state = self._collections.get((db_name, name))
+        if state is None:
+            state = self._collections[(db_name, name)] = Collection(db_name, name, self._lock)
+            if len(self._collections) > self._largest:
+                self._largest = len(self._collections)
+        return state
 
     # Everything below runs under the lock.
 
@@ -226,29 +232,18 @@ class FlushScheduler:
         state.in_flight -= 1
         status = None if response is None else Status.from_proto(response.status)
         if response is not None:
-            seconds = now - round_.started
-            latency = self._latency
-            self._latency = (
-                seconds if latency is None else latency + LATENCY_WEIGHT * (seconds - latency)
-            )
+            self._timed(now - round_.started)
         bells: list[Bell] = []
-        if (
-            status is not None and (status.code or status.legacy_code) and is_throttled(status)
-        ) or isinstance(error, RateLimitedError):
-            learned, until = state.throttled(now, status, self.interval)
-            self.interval = max(learned, self._seeded)
-            self._expires(state, until)
+        if (status is None or not status.ok) and _throttled(status, error):
+            self._throttled(state, now, status)
             sender = round_.sender
-            if sender is not None and sender in round_.members:
-                sender.throttled += 1
+            if sender is not None and sender in round_.members and sender.turn is not None:
+                sender.turn.throttled += 1
             bells += _bells_of(round_.members)
             _regather(round_)
         else:
             if status is not None:  # admitted
-                until = state.admitted(now, self.interval)
-                if until > state.expires:
-                    state.expires = until
-                    self._expiries.append((until, state))
+                self._expires(state, state.admitted(now, self.interval))
             sender = round_.sender
             for ticket in round_.members:
                 ticket.response, ticket.error, ticket.status = response, error, status
@@ -266,6 +261,19 @@ class FlushScheduler:
         if not (state.users or state.in_flight or state.expires > now):
             self._drop(state)
         return bells
+
+    def _timed(self, seconds: float) -> None:
+        """A Flush was answered after ``seconds``: the usual latency moves towards it."""
+        latency = self._latency
+        self._latency = (
+            seconds if latency is None else latency + LATENCY_WEIGHT * (seconds - latency)
+        )
+
+    def _throttled(self, state: Collection, now: float, status: Status | None) -> None:
+        """A Flush of ``state`` was throttled at ``now``: learn from it."""
+        learned, until = state.throttled(now, status, self.interval)
+        self.interval = max(learned, self._seeded)
+        self._expires(state, until)
 
     def _expires(self, state: Collection, when: float) -> None:
         if when > state.expires:
@@ -426,7 +434,6 @@ class Ticket:
         "sent_by",
         "state",
         "status",
-        "throttled",
         "trace",
         "turn",
     )
@@ -442,8 +449,6 @@ class Ticket:
         self.status: Status | None = None
         self.error: BaseException | None = None
         self.coalesced = False
-        #: Throttled answers to Flush RPCs this call sent for this collection.
-        self.throttled = 0
         self.trace = request.trace
         #: The trace of the call that sent the Flush that answered this ticket, when
         #: another call sent it.
@@ -472,12 +477,32 @@ class Ticket:
 class Turn:
     """One call's tickets, and what it should do next (:meth:`next`)."""
 
-    __slots__ = ("bell", "first", "led", "paced", "request", "scheduler", "tickets", "waited_from")
+    __slots__ = (
+        "alone",
+        "bell",
+        "first",
+        "led",
+        "outcome",
+        "paced",
+        "request",
+        "scheduler",
+        "sent_at",
+        "throttled",
+        "tickets",
+        "waited_from",
+    )
 
     def __init__(self, scheduler: FlushScheduler, request: FlushRequest) -> None:
         self.scheduler = scheduler
         self.request = request
         self.tickets: list[Ticket] = []
+        #: The collection whose Flush the call sent alone, while in flight; when; the
+        #: answer (response, status, error).
+        self.alone: Collection | None = None
+        self.sent_at = 0.0
+        self.outcome: tuple[Any, Status | None, BaseException | None] | None = None
+        #: Throttled answers to Flush RPCs the call sent.
+        self.throttled = 0
         #: Made the first time the call has to wait (the usual call never does).
         self.bell: Bell | None = None
         #: The call's first effect, decided as it joined: its own Flush at once.
@@ -489,19 +514,83 @@ class Turn:
         self.waited_from: float | None = None
 
     def answered(self, response: Any, error: BaseException | None) -> None:
-        """The call's own Flush ended: ``response``, or ``error`` (a FlushError, or None
-        with no response when the call left before its answer)."""
-        led, self.led = self.led, ()
+        """The call's own Flush ended: ``response``, or ``error`` (a FlushError)."""
         now = time.monotonic()
+        scheduler = self.scheduler
         bells: list[Bell] = []
-        with self.scheduler._lock:
-            for ticket in led:
-                round_ = ticket.round
-                if round_ is not None and not round_.settled:
-                    bells += self.scheduler._settle(round_, response, error, now)
+        state = self.alone
+        with scheduler._lock:
+            if state is not None:  # sent alone: no round to settle
+                self.alone = None
+                state.in_flight -= 1
+                status = None if response is None else Status.from_proto(response.status)
+                if response is not None:
+                    seconds, latency = now - self.sent_at, scheduler._latency
+                    scheduler._latency = (
+                        seconds
+                        if latency is None
+                        else latency + LATENCY_WEIGHT * (seconds - latency)
+                    )
+                if (status is None or not status.ok) and _throttled(status, error):
+                    scheduler._throttled(state, now, status)  # gather for the next slot
+                    self.throttled += 1
+                    self.tickets = [Ticket(self, state, state.name, self.request)]
+                else:
+                    self.outcome = (response, status, error)
+                    if status is not None:  # admitted
+                        until = state.admitted(now, scheduler.interval)
+                        if until > state.expires:
+                            state.expires = until
+                            scheduler._expiries.append((until, state))
+                gathering = state.gathering
+                if gathering is not None:
+                    bells = _bells_of(gathering.members)
+                if not (state.users or state.in_flight or state.expires > now):
+                    scheduler._drop(state)
+            else:
+                led, self.led = self.led, ()
+                for ticket in led:
+                    round_ = ticket.round
+                    if round_ is not None and not round_.settled:
+                        bells += scheduler._settle(round_, response, error, now)
         for bell in bells:
             if bell is not self.bell:
                 bell.ring()
+
+    def answers(self) -> list[Answer]:
+        """The call's answers, one per Flush response: (the response, the part of the
+        request it answers, its status, whether it was shared). Raises a collection's
+        error (each caller gets its own copy of a shared one)."""
+        outcome = self.outcome
+        if outcome is not None:  # sent alone
+            response, status, error = outcome
+            if error is not None:
+                raise error
+            assert status is not None
+            return [(response, self.request, status, False)]
+        tickets = self.tickets
+        if len(tickets) == 1:
+            ticket = tickets[0]
+            response = ticket.outcome() if ticket.error is not None else ticket.response
+            assert ticket.status is not None  # made with the answer
+            return [(response, self.request, ticket.status, ticket.coalesced)]
+        groups: list[tuple[Any, list[str], Ticket]] = []  # a response, its collections
+        for ticket in tickets:
+            response = ticket.outcome()
+            for group in groups:
+                if group[0] is response:
+                    group[1].append(ticket.name)
+                    break
+            else:
+                groups.append((response, [ticket.name], ticket))
+        answers = []
+        for response, names, first in groups:
+            part = self.request
+            if len(names) < len(part.collection_names):
+                part = part.replace(collection_names=tuple(names))
+            assert first.status is not None  # made with the answer
+            answers.append((response, part, first.status, first.coalesced))
+        return answers
 
     def next(self) -> Call | Start | Wait | None:
         """What the call does next: send its own Flush (:class:`Call`), start a shared
@@ -513,10 +602,13 @@ class Turn:
         if first is not None:
             self.first = None
             return first
+        pending = False
         for ticket in self.tickets:
+            if ticket.error is not None:
+                ticket.outcome()  # raises it: no need to wait for the others
             if ticket.round is not None:
-                break
-        else:
+                pending = True
+        if not pending:
             return None  # every collection has its answer: the usual end
         request = self.request
         deadline = request.deadline
@@ -625,14 +717,10 @@ class Turn:
             if bell is not self.bell:
                 bell.ring()
 
-    def throttled(self) -> int:
-        """Throttled answers to Flush RPCs the call sent."""
-        return sum(ticket.throttled for ticket in self.tickets)
-
     def leave(self) -> None:
         """The call is over: give up its places (an answered ticket gave up its own when
         answered); a shared RPC nobody waits for any more is cancelled."""
-        if self.first is None and not self.led:
+        if self.alone is None and not self.led:
             for ticket in self.tickets:
                 if ticket.round is not None:
                     break
@@ -647,6 +735,13 @@ class Turn:
             now = time.monotonic()
             freed = []  # collections with one Flush fewer in flight: their next round may go
             self.first = None
+            state = self.alone
+            if state is not None:  # sent alone, never answered (the call left)
+                self.alone = None
+                state.in_flight -= 1
+                freed.append(state)
+                if not (state.users or state.in_flight or state.expires > now):
+                    scheduler._drop(state)
             led, self.led = self.led, ()
             for ticket in led:  # the call's own Flush, decided or sent, never answered
                 round_ = ticket.round
@@ -687,6 +782,18 @@ class Turn:
         for bell in bells:
             if bell is not self.bell:
                 bell.ring()
+
+
+#: One answer of a call: a response, the part of the request it answers, its status,
+#: whether it was shared.
+Answer = tuple[Any, FlushRequest, Status, bool]
+
+
+def _throttled(status: Status | None, error: BaseException | None) -> bool:
+    """Whether a Flush's answer (``status``, or ``error``) is the server's rate limit."""
+    if status is not None:
+        return bool(status.code or status.legacy_code) and is_throttled(status)
+    return isinstance(error, RateLimitedError)
 
 
 def _in_a_round(tickets: list[Ticket]) -> bool:
