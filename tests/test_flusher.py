@@ -175,9 +175,15 @@ def test_wait_polls_until_persisted(flush, fake):
 
 
 def test_the_poll_pause_is_a_share_of_the_wait_between_its_bounds():
-    assert poll_pause(0.0) == POLL_MIN
-    assert poll_pause(1.0) == pytest.approx(POLL_SHARE * 1.0)
-    assert poll_pause(100.0) == POLL_MAX
+    # The README's numbers, written out: 15% of the time waited, at least 10 ms, at most
+    # 250 ms.
+    assert poll_pause(0.0) == pytest.approx(0.010)
+    assert poll_pause(0.05) == pytest.approx(0.010)
+    assert poll_pause(1.0) == pytest.approx(0.15)
+    assert poll_pause(1.5) == pytest.approx(0.225)
+    assert poll_pause(2.0) == pytest.approx(0.25)
+    assert poll_pause(100.0) == pytest.approx(0.25)
+    assert (POLL_MIN, POLL_SHARE, POLL_MAX) == (0.010, 0.15, 0.25)
     waited, polls = 0.0, 0
     while waited < 0.306:  # the server's median floor on an idle collection, measured
         waited += poll_pause(waited)
@@ -245,12 +251,16 @@ def test_failed_flush_status_does_not_wait(flush, fake):
         (("docs",), {"timeout": "5"}, TypeError),
         (("docs",), {"db_name": ""}, ValueError),
         (("docs",), {"wait": "yes"}, TypeError),
+        (("docs",), {"wiat": True}, TypeError),
+        (("docs", "default"), {}, TypeError),
     ],
 )
 def test_bad_input_is_refused_before_any_rpc(flush, fake, args, kwargs, error):
-    with pytest.raises(error):
+    with pytest.raises(error) as caught:
         flush(*args, **kwargs)
     assert fake.flush_calls == []
+    if "wiat" in kwargs:
+        assert "'wiat'" in str(caught.value) and "wait" in str(caught.value)
 
 
 @pytest.mark.parametrize("timeout", [0, -1, float("nan"), "5", True])

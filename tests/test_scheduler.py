@@ -96,3 +96,22 @@ def test_state_goes_once_it_can_no_longer_pace_a_call(fake, client):
         tracemalloc.stop()
     assert while_paced > 100_000  # hundreds of collections within their interval
     assert after < 20_000, f"{after} bytes still held for collections long flushed"
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_closed_async_flusher_refuses_and_its_client_stays_usable(fake, client, backend):
+    import anyio
+
+    async def main() -> None:
+        async with flushkit.AsyncFlusher(client) as flusher:
+            assert (await flusher.flush("docs")).status.ok
+        with pytest.raises(flushkit.ClientClosedError):
+            await flusher.flush("docs")
+        again = flushkit.AsyncFlusher(client)
+        assert (await again.flush("docs")).status.ok  # the client is the caller's
+        await again.aclose()
+        with pytest.raises(flushkit.ClientClosedError):
+            await again.flush("docs")
+
+    anyio.run(main, backend=backend)
+    assert len(fake.flush_calls) == 2  # no RPC once closed

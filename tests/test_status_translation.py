@@ -163,3 +163,26 @@ def test_a_grpc_failure_after_the_budget_ran_out_is_a_timeout():
     error = error_from_rpc(Failed(), Call(FLUSH, None, spent))
     assert type(error) is flushkit.FlushTimeoutError
     assert error.grpc_code == "UNAVAILABLE" and error.reason == "connection reset"
+
+
+# The README's words, written out: "true for the codes Milvus marks retriable (1, 2, 4, 8,
+# 12, 103, 106, 1002) and the legacy RateLimit and NotReadyServe" (not the implementation's
+# own table, which a test could only agree with).
+README_RETRIABLE = (1, 2, 4, 8, 12, 103, 106, 1002)
+README_RETRIABLE_LEGACY = (49, 56)
+
+
+@pytest.mark.parametrize("code", README_RETRIABLE)
+def test_the_codes_the_readme_calls_retriable_are_retryable(code):
+    assert error_from_status(status(code=code, error_code=1), REQUEST).retryable
+
+
+@pytest.mark.parametrize("legacy", README_RETRIABLE_LEGACY)
+def test_the_legacy_codes_the_readme_calls_retriable_are_retryable(legacy):
+    assert error_from_status(status(error_code=legacy), REQUEST).retryable
+
+
+@pytest.mark.parametrize("code", [3, 5, 6, 7, 9, 10, 11, 100, 101, 200, 800, 1100, 1401, 65535])
+def test_other_codes_are_not_retryable_unless_the_server_says_so(code):
+    assert not error_from_status(status(code=code, error_code=1), REQUEST).retryable
+    assert error_from_status(status(code=code, error_code=1, retriable=True), REQUEST).retryable

@@ -101,8 +101,14 @@ class FlusherBase:
         db_name: Any = None,
         timeout: Any = USE_FLUSHER_DEFAULT,
         wait: Any = False,
+        **unknown: Any,
     ) -> FlushRequest:
         """The call's request, from the caller's arguments, checked before any RPC."""
+        if unknown:
+            raise TypeError(
+                f"flush() got an unexpected keyword argument {next(iter(unknown))!r} "
+                "(its options: db_name, timeout, wait)"
+            )
         if self._closed:
             raise ClientClosedError(f"{type(self).__name__} is closed")
         return self._chain.request(
