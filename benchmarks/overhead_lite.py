@@ -38,6 +38,7 @@ reader).
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
 import logging
@@ -105,6 +106,15 @@ def canned_response() -> object:
     return response
 
 
+def own_transport(flusher: flushkit.Flusher) -> Any:
+    """A copy of the flusher's transport (and connection) for it alone, to patch: every
+    flusher on one client shares the client's transport."""
+    transport = copy.copy(flusher._transport)
+    transport.connection = copy.copy(transport.connection)
+    flusher._transport = transport
+    return transport
+
+
 def warm_variants(client: MilvusClient) -> dict[str, Callable[[], object]]:
     response: Any = canned_response()
 
@@ -113,13 +123,13 @@ def warm_variants(client: MilvusClient) -> dict[str, Callable[[], object]]:
 
     def transport_replaced(middleware: list[Any] | None) -> Callable[[], object]:
         flusher = flushkit.Flusher(client, timeout=10.0, middleware=middleware)
-        flusher._transport.call = lambda call: response  # type: ignore[method-assign]
+        own_transport(flusher).call = lambda call: response  # type: ignore[method-assign]
         return functools.partial(flusher.flush, COLLECTION)
 
     def channel_replaced(middleware: list[Any] | None) -> Callable[[], object]:
         flusher = flushkit.Flusher(client, timeout=10.0, middleware=middleware)
         channel = _AnsweringChannel(response)
-        flusher._transport.connection.channel = lambda: channel  # type: ignore[method-assign]
+        own_transport(flusher).connection.channel = lambda: channel  # type: ignore[method-assign]
         return functools.partial(flusher.flush, COLLECTION)
 
     return {
@@ -140,7 +150,7 @@ def middleware_alone(
 
     def alone(middleware: list[Any]) -> Callable[[], object]:
         flusher = flushkit.Flusher(client, timeout=10.0, middleware=middleware)
-        flusher._transport.call = lambda call: response  # type: ignore[method-assign]
+        own_transport(flusher).call = lambda call: response  # type: ignore[method-assign]
         return functools.partial(flusher.flush, COLLECTION)
 
     calls = {"empty chain": alone([])}
