@@ -16,8 +16,8 @@ Flush per second; its token bucket admits two back to back, then one a second). 
 (``flushRate.collection.max=0.1``); 2.3.5 has only the server-wide limit used here.
 
 Both clients reach the server through a counting gRPC proxy on loopback
-(:class:`CountingProxy`): it forwards every RPC byte for byte and counts the Flush RPCs
-and the ones the server answered "rate limit exceeded" (code 8 / RateLimit).
+(:class:`CountingProxy`, benchmarks/_proxy.py): it forwards every RPC byte for byte and
+counts the Flush RPCs and the ones the server answered "rate limit exceeded" (code 8 / RateLimit).
 
 Each round, after fresh rows are inserted and the token bucket has refilled:
 
@@ -45,18 +45,29 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
 import anyio
-import grpc
 import structlog
 from pymilvus import MilvusClient
-from pymilvus.grpc_gen import milvus_pb2
 
 import flushkit
 from flushkit._tools.standalone import standalone
+
+try:
+    from _proxy import CountingProxy
+except ModuleNotFoundError as missing:  # imported by path (tests/): benchmarks/ is not on sys.path
+    if missing.name != "_proxy":
+        raise
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location("_proxy", Path(__file__).with_name("_proxy.py"))
+    assert _spec is not None and _spec.loader is not None
+    _module = importlib.util.module_from_spec(_spec)
+    sys.modules["_proxy"] = _module
+    _spec.loader.exec_module(_module)
+    CountingProxy = _module.CountingProxy
 
 RATE_LIMIT = {"quotaAndLimits.flushRate.enabled": "true", "quotaAndLimits.flushRate.max": "1"}
 #: Milvus's default per-collection limit (2.3.9+), as the 2.3.5 server's server-wide one.
@@ -67,68 +78,6 @@ DEFAULT_RATE_LIMIT = {
 #: The server's window at DEFAULT_RATE_LIMIT: its bucket is full again after this long.
 DEFAULT_WINDOW = 10.0
 COLLECTION = "events"
-_HOP_BY_HOP = {"user-agent", "content-type", "te", "grpc-timeout"}
-
-
-class CountingProxy:
-    """A gRPC proxy on loopback that forwards every unary RPC to ``target`` unchanged and
-    counts them by method, and the Flush RPCs' rate-limited answers."""
-
-    def __init__(self, target: str) -> None:
-        self._channel = grpc.insecure_channel(target)
-        self._lock = threading.Lock()
-        self.counts: Counter[str] = Counter()
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=300))
-        self._server.add_generic_rpc_handlers([_Forwarder(self)])
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
-        self.uri = f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> CountingProxy:
-        self._server.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.stop(grace=0).wait(5)
-        self._channel.close()
-
-    def take(self) -> Counter[str]:
-        """The counts since the last take."""
-        with self._lock:
-            counts, self.counts = self.counts, Counter()
-        return counts
-
-    def _forward(self, method: str, request: bytes, context: grpc.ServicerContext) -> bytes:
-        metadata = [(k, v) for k, v in context.invocation_metadata() if k not in _HOP_BY_HOP]
-        remaining = context.time_remaining()
-        timeout = None if remaining is None or remaining > 1e6 else remaining
-        try:
-            response: bytes = self._channel.unary_unary(method)(
-                request, metadata=metadata, timeout=timeout
-            )
-        except grpc.RpcError as exc:
-            context.abort(exc.code(), exc.details() or "")
-        with self._lock:
-            self.counts[method.rsplit("/", 1)[-1]] += 1
-        if method.endswith("/Flush"):
-            status = milvus_pb2.FlushResponse.FromString(response).status
-            with self._lock:
-                self.counts["flush_rpcs"] += 1
-                if status.code == 8 or status.error_code == 49:
-                    self.counts["rate_limited"] += 1
-        return response
-
-
-class _Forwarder(grpc.GenericRpcHandler):
-    def __init__(self, proxy: CountingProxy) -> None:
-        self._proxy = proxy
-
-    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
-        method = details.method
-
-        def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
-            return self._proxy._forward(method, request, context)
-
-        return grpc.unary_unary_rpc_method_handler(handle)
 
 
 def at_once(callers: int, call: Callable[[], Any], runtime: str = "blocking") -> list[Any]:

@@ -229,7 +229,10 @@ def test_failed_flush_status_does_not_wait(flush, fake):
     fake.script_flush(*[status(8, 49, "rate limit exceeded", retriable=True)] * 3)
     with pytest.raises(flushkit.RateLimitedError):
         flush("docs", wait=True, timeout=0.3)
-    assert fake.flush_state_calls == []
+    # No wait for segments: the only GetFlushState calls are looks for another client's
+    # Flush while the call waited for its slot (a timestamp, no segment IDs).
+    for call in fake.flush_state_calls:
+        assert list(call.request.segmentIDs) == [] and call.request.flush_ts > 0
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ def test_duration_histogram_follows_the_conventions(measured, reader, fake):
         "db.collection.name": "docs",
         "server.address": "127.0.0.1",
         "server.port": fake.port,
+        "flushkit.satisfied_by": "flush",  # three values: flush, shared, covered
     }
 
 

@@ -156,13 +156,17 @@ def test_a_coalesced_failure_is_retried_after_the_full_backoff_without_jitter():
     assert policy.pause_after(1, shared, None, 0.0) == 1.0
 
 
-def test_a_rate_limited_error_is_retried_only_if_its_retry_after_fits_the_budget():
+def test_a_call_refused_for_the_rate_limit_is_not_tried_again():
+    # The core refuses a call (RateLimitedError with retry_after) only when its budget
+    # cannot reach the next slot plus the usual time to answer: another try could not
+    # succeed, even where the slot itself comes before the deadline.
     policy = flushkit.RetryPolicy(initial=0.1, jitter=0)
     late = error()
     late.retry_after = 2.0
-    assert policy.pause_after(1, late, 1.5, 0.0) is None  # the slot is past the deadline
-    assert policy.pause_after(1, late, 3.0, 0.0) == pytest.approx(2.0)  # waits for the slot
-    assert policy.pause_after(1, late, None, 0.0) == pytest.approx(2.0)
+    for remaining in (1.5, 3.0, 60.0, None):
+        assert policy.pause_after(1, late, remaining, 0.0) is None
+    late.retry_after = None  # rate limited without a verdict (RESOURCE_EXHAUSTED elsewhere)
+    assert policy.pause_after(1, late, 3.0, 0.0) == pytest.approx(0.1)
 
 
 def test_throttled_answers_do_not_use_up_attempts(fake, runtime, client):

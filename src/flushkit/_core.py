@@ -14,14 +14,13 @@ translate.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Generator
 from typing import Any
 
 from pymilvus.grpc_gen import milvus_pb2
 
-from ._effects import GET_FLUSH_STATE, LIST_DATABASES, Call, Start, Wait
+from ._effects import FLUSH, GET_FLUSH_STATE, LIST_DATABASES, Call, Start, Wait
 from ._exceptions import CollectionNotFoundError, FlushError, RateLimitedError, error_class_for
 from ._models import FlushRequest, FlushResult, Pause, Status, merged_result, result_from_proto
 from ._scheduler import Answer, FlushScheduler, Turn
@@ -43,17 +42,29 @@ def flush_flow(request: FlushRequest, *, scheduler: FlushScheduler) -> Effects:
     """Flush ``request``'s collections, each when the scheduler lets it go."""
     turn = scheduler.join(request)
     announced: float | None = None
+    flushing = paced = persisting = 0.0
     try:
         while (effect := turn.next()) is not None:
-            if isinstance(effect, Call):  # the call's own Flush
-                try:
+            began = time.monotonic()
+            if isinstance(effect, Call):
+                if effect.method == FLUSH:  # the call's own Flush
+                    try:
+                        response = yield effect
+                    except Exception as exc:
+                        turn.answered(None, exc)
+                        if not isinstance(exc, RateLimitedError):  # gRPC RESOURCE_EXHAUSTED
+                            raise
+                    else:
+                        turn.answered(response, None)
+                    flushing += time.monotonic() - began
+                    continue
+                try:  # a look for another client's Flush, while it waits for a slot
                     response = yield effect
-                except Exception as exc:
-                    turn.answered(None, exc)
-                    if not isinstance(exc, RateLimitedError):  # gRPC RESOURCE_EXHAUSTED
-                        raise
+                except FlushError as exc:
+                    turn.probed(None, exc)
                 else:
-                    turn.answered(response, None)
+                    turn.probed(response, None)
+                paced += time.monotonic() - began
             elif isinstance(effect, Start):  # a shared round's Flush, owned by no caller
                 try:
                     handle = yield effect
@@ -64,27 +75,35 @@ def flush_flow(request: FlushRequest, *, scheduler: FlushScheduler) -> Effects:
             else:
                 if effect.slot is not None and effect.slot != announced:
                     announced = effect.slot
-                    _announce_pacing(request, effect.slot - time.monotonic())
+                    _announce_pacing(request, effect.slot - began)
                 yield effect
+                if effect.slot is None:  # a shared Flush in flight, or held behind one
+                    flushing += time.monotonic() - began
+                else:
+                    paced += time.monotonic() - began
         answers = turn.answers()
         if request.wait or (request.db_name != "default" and _may_name_a_missing_database(answers)):
+            began = time.monotonic()
             result = yield from _result(request, answers)
+            persisting = time.monotonic() - began
+            if result.persisted and result.satisfied_by != "covered":
+                scheduler.persisted(persisting)
         elif len(answers) == 1:
-            response, _, status, coalesced = answers[0]
-            result = result_from_proto(response, request, status, False, coalesced)
+            response, _, status, how = answers[0]
+            result = result_from_proto(response, request, status, how == "covered", how)
         else:
             result = _result_of(request, answers)
     except FlushError as error:
         error.throttled = turn.throttled
-        error.paced = turn.paced
+        error.paced = paced
         raise
     finally:
         turn.leave()
         if request.trace is not None:
             _link_senders(request, turn)
-    throttled = turn.throttled
-    if throttled or turn.paced:
-        return dataclasses.replace(result, throttled=throttled, paced=turn.paced)
+    result.__dict__.update(
+        throttled=turn.throttled, paced=paced, flushing=flushing, persisting=persisting
+    )
     return result
 
 
@@ -114,34 +133,34 @@ def _result(request: FlushRequest, answers: list[Answer]) -> Generator[Any, Any,
     """The call's result from its answers, after a look at the server's databases when a
     collection was not found, and after the wait if the call asked for it."""
     if request.db_name != "default" and _may_name_a_missing_database(answers):
-        for i, (response, part, status, coalesced) in enumerate(answers):
+        for i, (response, part, status, how) in enumerate(answers):
             if error_class_for(status) is CollectionNotFoundError:
                 missing = yield from _database_missing(request, status)
                 if missing is not None:
-                    answers[i] = (response, part, missing, coalesced)
+                    answers[i] = (response, part, missing, how)
     failed = False
     for _, _, status, _ in answers:
         failed = failed or not status.ok
     if not request.wait or failed:
         return _result_of(request, answers)
     parts = []
-    for response, part, status, coalesced in answers:
-        persisted = False
-        if not failed:  # after a failed wait, the other collections are not waited for
+    for response, part, status, how in answers:
+        persisted = how == "covered"  # another client's Flush persisted it
+        if not failed and not persisted:  # after a failed wait, no other collection waits
             failure = yield from wait_until_persisted(part, response)
             if failure is not None:
                 status, failed = failure, True
             else:
                 persisted = True
-        parts.append(result_from_proto(response, part, status, persisted, coalesced))
+        parts.append(result_from_proto(response, part, status, persisted, how))
     return parts[0] if len(parts) == 1 else merged_result(request, parts)
 
 
 def _result_of(request: FlushRequest, answers: list[Answer]) -> FlushResult:
     """The result of a call that did not wait for persistence."""
     parts = [
-        result_from_proto(response, part, status, False, coalesced)
-        for response, part, status, coalesced in answers
+        result_from_proto(response, part, status, how == "covered", how)
+        for response, part, status, how in answers
     ]
     return parts[0] if len(parts) == 1 else merged_result(request, parts)
 

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 from ._models import FlushRequest
 
 __all__ = [
+    "ALLOC_TIMESTAMP",
     "FLUSH",
     "GET_FLUSH_STATE",
     "LIST_DATABASES",
@@ -38,6 +39,7 @@ __all__ = [
 ]
 
 FLUSH = "Flush"
+ALLOC_TIMESTAMP = "AllocTimestamp"
 GET_FLUSH_STATE = "GetFlushState"
 LIST_DATABASES = "ListDatabases"
 

@@ -174,11 +174,26 @@ class FlushResult:
     ``coll_segIDs`` maps each collection to the IDs of the segments the flush sealed,
     ``flush_coll_segIDs`` to its already-flushed segments, ``coll_seal_times`` to the seal
     time (Unix seconds) and ``coll_flush_ts`` to the flush timestamp (a hybrid timestamp).
-    ``persisted`` is true when ``wait=True`` saw the server report the sealed segments
-    persisted. ``elapsed`` is in seconds. ``attempts`` counts the tries (retries);
-    ``coalesced`` is true when a Flush RPC of this call was shared with other calls;
-    ``throttled`` counts the throttled answers to Flush RPCs this call sent, and
-    ``paced`` the seconds it waited for its collections' next slots (rate limiting).
+    ``persisted`` is true when the server reported the call's writes persisted (with
+    ``wait=True``, or when another client's Flush covered them). ``elapsed`` is in
+    seconds. ``attempts`` counts the tries (retries); ``coalesced`` is true when a Flush
+    RPC of this call was shared with other calls; ``throttled`` counts the throttled
+    answers to Flush RPCs this call sent.
+
+    ``satisfied_by`` says how the call was satisfied: ``"flush"`` (a Flush RPC of its
+    own), ``"shared"`` (a Flush shared with other calls of this process) or
+    ``"covered"`` (another client's Flush persisted its writes while it waited for its
+    slot; for several collections: ``"flush"`` if any was flushed by its own RPC, else
+    ``"shared"`` if any was shared). A covered collection has no segment IDs of its own
+    (its ``coll_segIDs`` and ``flush_coll_segIDs`` entries are empty tuples, and it has
+    no ``coll_seal_times`` entry); its ``coll_flush_ts`` is the timestamp the server
+    vouched for: everything the caller wrote before the call began is older, and
+    persisted.
+
+    Where the time went, in seconds: ``flushing`` in Flush RPCs (its own, or shared ones
+    it waited for), ``paced`` waiting for its collections' next slots (rate limiting;
+    the looks for another client's Flush included), ``persisting`` waiting for the
+    sealed segments to persist (``wait=True``).
     """
 
     coll_segIDs: Mapping[str, tuple[int, ...]]
@@ -193,6 +208,9 @@ class FlushResult:
     coalesced: bool = False
     throttled: int = 0
     paced: float = 0.0
+    satisfied_by: str = "flush"
+    flushing: float = 0.0
+    persisting: float = 0.0
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_result, tuple(_plain(getattr(self, f.name)) for f in _RESULT_FIELDS))
@@ -211,7 +229,7 @@ def _rebuild_result(*values: Any) -> FlushResult:
 
 
 def result_from_proto(
-    response: Any, request: FlushRequest, status: Status, persisted: bool, coalesced: bool = False
+    response: Any, request: FlushRequest, status: Status, persisted: bool, how: str = "flush"
 ) -> FlushResult:
     """Build a :class:`FlushResult` from a ``FlushResponse``."""
     result = _new(FlushResult)
@@ -236,9 +254,12 @@ def result_from_proto(
             "elapsed": time.monotonic() - request.started,
             "persisted": persisted,
             "attempts": 1,
-            "coalesced": coalesced,
+            "coalesced": how == "shared",
             "throttled": 0,
             "paced": 0.0,
+            "satisfied_by": how,
+            "flushing": 0.0,
+            "persisting": 0.0,
         },
     )
     return result
@@ -261,6 +282,10 @@ def merged_result(request: FlushRequest, parts: list[FlushResult]) -> FlushResul
         elapsed=_elapsed(request),
         persisted=all(part.persisted for part in parts),
         coalesced=any(part.coalesced for part in parts),
+        satisfied_by=next(
+            (how for how in ("flush", "shared") if any(p.satisfied_by == how for p in parts)),
+            "covered",
+        ),
     )
 
 

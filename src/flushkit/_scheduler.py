@@ -67,6 +67,23 @@ hold
 private
     A call with ``coalesce=False`` gets rounds of its own: paced like the others, never
     shared, never held back by another call's Flush.
+covered
+    A round whose writes another client's Flush persisted: while it waits for its slot,
+    the round takes a timestamp T from the server's oracle (``AllocTimestamp``, later
+    than every write its calls made) and *probes* ``GetFlushState(flush_ts=T)`` every
+    :data:`PROBE_EVERY`; once the server says flushed, its calls are answered with no
+    Flush of their own. At its slot, the round *looks* once more before it sends. A
+    connection whose server lacks ``AllocTimestamp`` (Milvus Lite) never probes.
+estimated
+    A slot learned from another client's Flush (an unexplained throttled answer, or a
+    covered round): one window after it, plus a random *spread* of up to
+    :data:`SPREAD` so that a fleet's processes look one after another; by then the
+    server admits a Flush for sure. A call whose deadline comes first sends its Flush
+    at its *last chance* (its deadline less the usual time to answer), once.
+margin
+    The time a call needs after its slot: the connection's usual Flush latency, and its
+    usual time to persist for a call that waits. A call whose deadline cannot reach its
+    collection's known slot plus the margin is refused at once.
 """
 
 from __future__ import annotations
@@ -74,6 +91,7 @@ from __future__ import annotations
 import collections
 import copy
 import math
+import random
 import re
 import threading
 import time
@@ -81,7 +99,7 @@ from typing import Any
 
 from pymilvus.grpc_gen import milvus_pb2
 
-from ._effects import FLUSH, Bell, Call, Start, Wait
+from ._effects import ALLOC_TIMESTAMP, FLUSH, GET_FLUSH_STATE, Bell, Call, Start, Wait
 from ._exceptions import FlushError, RateLimitedError, rate_limited_error, timeout_error
 from ._models import FlushRequest, Status, Trace
 
@@ -91,6 +109,8 @@ __all__ = [
     "HOLD_FACTOR",
     "HOLD_MAX",
     "HOLD_MIN",
+    "PROBE_EVERY",
+    "SPREAD",
     "Collection",
     "FlushScheduler",
     "Round",
@@ -109,6 +129,16 @@ HOLD_MIN = 0.05
 HOLD_MAX = 1.0
 #: The weight of a new answer in the connection's usual Flush latency.
 LATENCY_WEIGHT = 0.2
+#: The pause between a waiting round's looks at whether another client's Flush covered
+#: it: at most five GetFlushState RPCs a second per waiting collection and connection.
+PROBE_EVERY = 0.2
+#: The largest random delay added to an estimated slot.
+SPREAD = 0.3
+#: A call's last chance comes this many margins before its deadline, and at least
+#: LAST_CHANCE_MIN seconds before it.
+LAST_CHANCE = 2.0
+LAST_CHANCE_MIN = 0.1
+_OK_STATUS = Status()
 
 _RATE = re.compile(r"rate=([0-9][0-9.eE+-]*)")
 #: New codes 4 (too many requests) and 8 (rate limit); legacy 49 (RateLimit).
@@ -144,7 +174,9 @@ class FlushScheduler:
         "_largest",
         "_latency",
         "_lock",
+        "_persist",
         "_seeded",
+        "covers",
         "interval",
     )
 
@@ -161,15 +193,29 @@ class FlushScheduler:
         self._expiries: collections.deque[tuple[float, Collection]] = collections.deque()
         #: The connection's usual Flush latency in seconds (None: none timed yet).
         self._latency: float | None = None
+        #: The usual time from an admitted Flush's answer to its segments persisted
+        #: (None: none timed yet).
+        self._persist: float | None = None
         #: The interval: the one learned, at least the largest seed (0: unknown).
         self.interval = 0.0
         self._seeded = 0.0
+        #: Whether the server answers AllocTimestamp, so that waiting rounds can probe
+        #: (None: not asked yet; False: never again on this connection).
+        self.covers: bool | None = None
 
     def seed(self, interval: float) -> None:
         """A flusher's ``flush_interval``: at least this long between Flushes."""
         with self._lock:
             self._seeded = max(self._seeded, interval)
             self.interval = max(self.interval, interval)
+
+    def persisted(self, seconds: float) -> None:
+        """A call waited ``seconds`` for its admitted Flush's segments to persist."""
+        with self._lock:
+            usual = self._persist
+            self._persist = (
+                seconds if usual is None else usual + LATENCY_WEIGHT * (seconds - usual)
+            )
 
     def join(self, request: FlushRequest) -> Turn:
         """Take ``request``'s place in each of its collections: alone at once (``Turn.first``
@@ -239,6 +285,7 @@ class FlushScheduler:
             sender = round_.sender
             if sender is not None and sender in round_.members and sender.turn is not None:
                 sender.turn.throttled += 1
+                sender.turn.throttled_at = now
             bells += _bells_of(round_.members)
             _regather(round_)
         else:
@@ -247,7 +294,7 @@ class FlushScheduler:
             sender = round_.sender
             for ticket in round_.members:
                 ticket.response, ticket.error, ticket.status = response, error, status
-                ticket.coalesced = round_.shared
+                ticket.how = "shared" if round_.shared else "flush"
                 if sender is not None and sender.turn is not ticket.turn:
                     ticket.sent_by = sender.trace
                 ticket.round = None
@@ -269,11 +316,45 @@ class FlushScheduler:
             seconds if latency is None else latency + LATENCY_WEIGHT * (seconds - latency)
         )
 
+    def _margin(self, request: FlushRequest) -> float:
+        """What a call needs after its slot: a Flush's answer, and its persistence if it
+        waits for it."""
+        margin = self._latency or 0.0
+        return margin + (self._persist or 0.0) if request.wait else margin
+
     def _throttled(self, state: Collection, now: float, status: Status | None) -> None:
         """A Flush of ``state`` was throttled at ``now``: learn from it."""
-        learned, until = state.throttled(now, status, self.interval)
+        learned, until = state.throttled(now, status, self.interval, self.covers is not False)
         self.interval = max(learned, self._seeded)
         self._expires(state, until)
+
+    def _covered(self, round_: Round, ts: int, asked: float, now: float) -> list[Bell]:
+        """The server says everything of ``round_``'s collection before ``ts`` is
+        persisted: the members whose calls began before ``ts`` was asked for (at
+        ``asked``) are answered, covered; the collection's slot is one window away at
+        most."""
+        state = round_.state
+        response = milvus_pb2.FlushResponse(
+            db_name=state.db_name, coll_flush_ts={state.name: ts}
+        )
+        response.coll_segIDs[state.name].SetInParent()  # no segments of its own
+        response.flush_coll_segIDs[state.name].SetInParent()
+        kept = []
+        for ticket in round_.members:
+            if ticket.since > asked:  # began after T was asked for: not covered
+                kept.append(ticket)
+                continue
+            ticket.response, ticket.status, ticket.how = response, _OK_STATUS, "covered"
+            ticket.round = None
+            state.users -= 1
+        bells = _bells_of(round_.members)
+        round_.members = kept
+        if round_.ts is not None and round_.ts <= ts:  # the calls kept need a later T
+            round_.ts = None
+        if not kept and state.gathering is round_:
+            state.gathering = None
+        self._expires(state, state.covered(now, self.interval))
+        return bells
 
     def _expires(self, state: Collection, when: float) -> None:
         if when > state.expires:
@@ -305,6 +386,7 @@ class Collection:
         "admitted_at",
         "backoff",
         "db_name",
+        "estimated",
         "expires",
         "gathering",
         "in_flight",
@@ -323,6 +405,8 @@ class Collection:
         self.name = name
         #: The earliest time the next Flush may go.
         self.slot = -math.inf
+        #: Whether the slot is estimated (another client's Flush set it; see the module).
+        self.estimated = False
         #: The current push after unexplained throttling; 0 after an admitted Flush.
         self.backoff = 0.0
         #: When the last admitted Flush was answered (None: none seen).
@@ -343,12 +427,16 @@ class Collection:
         self.admitted_at = now
         self.backoff = 0.0
         self.slot = now + interval
+        self.estimated = False
         return max(self.slot, now + (interval or DEFAULT_WINDOW))
 
-    def throttled(self, now: float, status: Status | None, interval: float) -> tuple[float, float]:
+    def throttled(
+        self, now: float, status: Status | None, interval: float, covers: bool = False
+    ) -> tuple[float, float]:
         """A Flush was throttled at ``now`` (``status`` None: gRPC RESOURCE_EXHAUSTED).
         Returns the interval (learned from the rate the answer names, else as it was)
-        and until when this answer paces the collection's calls."""
+        and until when this answer paces the collection's calls. ``covers``: whether
+        waiting rounds can probe for another client's Flush (else: backoff)."""
         self.last_status = status
         rate = None if status is None else rate_named_in(status.reason)
         if rate is not None:
@@ -360,19 +448,42 @@ class Collection:
                 return interval, self.slot
         window = interval or DEFAULT_WINDOW
         self.backoff = min(window, 2 * self.backoff if self.backoff else FIRST_BACKOFF)
-        self.slot = max(self.slot, now + self.backoff)
+        if not covers:
+            self.slot = max(self.slot, now + self.backoff)
+        elif not (self.estimated and self.slot > now):  # another client's Flush
+            self.slot = now + window + random.uniform(0.0, SPREAD)
+            self.estimated = True
         return interval, max(self.slot, now + window)
+
+    def covered(self, now: float, interval: float) -> float:
+        """Another client's Flush, admitted by ``now``, covered a round: the next slot
+        is one window away at most. Returns until when that paces the calls."""
+        window = interval or DEFAULT_WINDOW
+        self.slot = max(self.slot, now + window + random.uniform(0.0, SPREAD))
+        self.estimated = True
+        return self.slot
+
+    def uncovered(self, now: float) -> None:
+        """The connection cannot probe: an estimated slot becomes the backoff's."""
+        if self.estimated:
+            self.estimated = False
+            self.slot = min(self.slot, now + (self.backoff or FIRST_BACKOFF))
 
 
 class Round:
     """The calls one Flush RPC of one collection serves."""
 
     __slots__ = (
+        "asked",
         "handle",
         "landed",
+        "looked",
         "members",
         "outcome",
         "private",
+        "probe_at",
+        "prober",
+        "probes",
         "sender",
         "sent",
         "settled",
@@ -380,6 +491,7 @@ class Round:
         "started",
         "state",
         "template",
+        "ts",
     )
 
     def __init__(self, state: Collection, template: FlushRequest, *, private: bool) -> None:
@@ -397,6 +509,15 @@ class Round:
         self.handle: Any = None
         self.landed = False
         self.outcome: tuple[Any, BaseException | None, float] | None = None
+        #: Probing for another client's Flush: whether it may (False once a probe
+        #: failed), the timestamp T and when it was asked for, when the next look is
+        #: due, when the last look was sent, and the call performing one now.
+        self.probes = True
+        self.ts: int | None = None
+        self.asked = 0.0
+        self.probe_at = 0.0
+        self.looked = -math.inf
+        self.prober: Turn | None = None
 
     def send(self, sender: Ticket, now: float) -> None:
         """Mark the round in flight (under the lock)."""
@@ -425,13 +546,14 @@ class Ticket:
     """A call's place in one collection's round, and in the end its answer."""
 
     __slots__ = (
-        "coalesced",
         "deadline",
         "error",
+        "how",
         "name",
         "response",
         "round",
         "sent_by",
+        "since",
         "state",
         "status",
         "trace",
@@ -448,7 +570,11 @@ class Ticket:
         #: The response's status (made once per answer).
         self.status: Status | None = None
         self.error: BaseException | None = None
-        self.coalesced = False
+        #: How the answer came: "flush" (a Flush of the call's own), "shared" (one
+        #: shared with other calls), "covered" (another client's Flush).
+        self.how = "flush"
+        #: When the call began: a timestamp asked for after it covers its writes.
+        self.since = request.started
         self.trace = request.trace
         #: The trace of the call that sent the Flush that answered this ticket, when
         #: another call sent it.
@@ -467,7 +593,7 @@ class Ticket:
         """The Flush response for this collection, or raises this caller's error."""
         if self.error is not None:
             error = self.error
-            if isinstance(error, FlushError) and self.coalesced:
+            if isinstance(error, FlushError) and self.how == "shared":
                 error = copy.copy(error)  # each caller its own
                 error.coalesced = True
             raise error
@@ -483,13 +609,14 @@ class Turn:
         "first",
         "led",
         "outcome",
-        "paced",
+        "probing",
         "request",
         "scheduler",
         "sent_at",
+        "spent",
         "throttled",
+        "throttled_at",
         "tickets",
-        "waited_from",
     )
 
     def __init__(self, scheduler: FlushScheduler, request: FlushRequest) -> None:
@@ -501,17 +628,20 @@ class Turn:
         self.alone: Collection | None = None
         self.sent_at = 0.0
         self.outcome: tuple[Any, Status | None, BaseException | None] | None = None
-        #: Throttled answers to Flush RPCs the call sent.
+        #: Throttled answers to Flush RPCs the call sent, and when the last came.
         self.throttled = 0
+        self.throttled_at = -math.inf
         #: Made the first time the call has to wait (the usual call never does).
         self.bell: Bell | None = None
         #: The call's first effect, decided as it joined: its own Flush at once.
         self.first: Call | None = None
         #: The tickets the call's own Flush in flight answers.
         self.led: tuple[Ticket, ...] = ()
-        #: Seconds waited for slots; since when the current wait for a slot (None: none).
-        self.paced = 0.0
-        self.waited_from: float | None = None
+        #: The round the call probes for now, the RPC, when it was sent, the T it looks
+        #: at and when that was asked for.
+        self.probing: tuple[Round, str, float, int | None, float] | None = None
+        #: Whether the call sent its Flush at its last chance (see the module).
+        self.spent = False
 
     def answered(self, response: Any, error: BaseException | None) -> None:
         """The call's own Flush ended: ``response``, or ``error`` (a FlushError)."""
@@ -534,6 +664,7 @@ class Turn:
                 if (status is None or not status.ok) and _throttled(status, error):
                     scheduler._throttled(state, now, status)  # gather for the next slot
                     self.throttled += 1
+                    self.throttled_at = now
                     self.tickets = [Ticket(self, state, state.name, self.request)]
                 else:
                     self.outcome = (response, status, error)
@@ -567,13 +698,13 @@ class Turn:
             if error is not None:
                 raise error
             assert status is not None
-            return [(response, self.request, status, False)]
+            return [(response, self.request, status, "flush")]
         tickets = self.tickets
         if len(tickets) == 1:
             ticket = tickets[0]
             response = ticket.outcome() if ticket.error is not None else ticket.response
             assert ticket.status is not None  # made with the answer
-            return [(response, self.request, ticket.status, ticket.coalesced)]
+            return [(response, self.request, ticket.status, ticket.how)]
         groups: list[tuple[Any, list[str], Ticket]] = []  # a response, its collections
         for ticket in tickets:
             response = ticket.outcome()
@@ -589,15 +720,16 @@ class Turn:
             if len(names) < len(part.collection_names):
                 part = part.replace(collection_names=tuple(names))
             assert first.status is not None  # made with the answer
-            answers.append((response, part, first.status, first.coalesced))
+            answers.append((response, part, first.status, first.how))
         return answers
 
     def next(self) -> Call | Start | Wait | None:
         """What the call does next: send its own Flush (:class:`Call`), start a shared
-        round's (:class:`Start`), wait (:class:`Wait`), or nothing more (None: every
-        collection has its answer). Raises when the call cannot get its answer in its
-        budget: RateLimitedError before a slot past its deadline, FlushTimeoutError once
-        the deadline has passed."""
+        round's (:class:`Start`), probe for another client's Flush (a :class:`Call` of
+        AllocTimestamp or GetFlushState: answer it with :meth:`probed`), wait
+        (:class:`Wait`), or nothing more (None: every collection has its answer).
+        Raises when the call cannot get its answer in its budget: RateLimitedError
+        before a slot past its deadline, FlushTimeoutError once the deadline has passed."""
         first = self.first
         if first is not None:
             self.first = None
@@ -614,9 +746,6 @@ class Turn:
         deadline = request.deadline
         scheduler = self.scheduler
         now = time.monotonic()
-        if self.waited_from is not None:
-            self.paced += now - self.waited_from
-            self.waited_from = None
         bells: list[Bell] = []
         lead: list[Ticket] = []
         until: float | None = None
@@ -624,6 +753,7 @@ class Turn:
         refused: Ticket | None = None
         effect: Call | Start | Wait | None = None
         with scheduler._lock:
+            margin = scheduler._margin(request)
             for ticket in self.tickets:
                 round_ = ticket.round
                 if round_ is None:  # answered
@@ -638,17 +768,48 @@ class Turn:
                     if round_ is None:
                         continue
                 state = round_.state
-                slot = state.slot
-                if deadline is not None and slot > deadline:
-                    refused = ticket
-                    break
-                ready = slot
+                if state.estimated and scheduler.covers is False:
+                    state.uncovered(now)
+                slot = ready = state.slot
+                if slot > now and deadline is not None:
+                    if state.estimated and not self.spent:  # its last chance may come first
+                        chance = deadline - max(LAST_CHANCE * margin, LAST_CHANCE_MIN)
+                        if chance < slot:
+                            if chance <= self.throttled_at + PROBE_EVERY:  # tried: no new try
+                                refused = ticket
+                                break
+                            ready = chance
+                    elif slot + margin > deadline:
+                        refused = ticket
+                        break
                 if not round_.private and state.in_flight:
                     ready = max(ready, state.newest_start + scheduler._hold())
+                probe = round_.probes and round_.prober is None and scheduler.covers is not False
                 if ready > now:
+                    if probe and slot > now:  # waiting for a slot: look for coverage
+                        if round_.ts is None:
+                            if slot - now >= PROBE_EVERY:
+                                effect = self._probe(round_, ALLOC_TIMESTAMP, now)
+                                break
+                        elif round_.probe_at <= now:
+                            effect = self._probe(round_, GET_FLUSH_STATE, now)
+                            break
+                        elif round_.probe_at < ready:
+                            ready = round_.probe_at
                     if until is None or ready < until:
                         until, paced = ready, slot > now
                     continue
+                if round_.ts is not None and round_.looked < ready:
+                    if probe:  # one more look before it sends
+                        effect = self._probe(round_, GET_FLUSH_STATE, now)
+                        break
+                    if round_.prober is not None:  # another member looks: see soon
+                        ready = now + PROBE_EVERY
+                        if until is None or ready < until:
+                            until, paced = ready, True
+                        continue
+                if slot > now:
+                    self.spent = True
                 if len(round_.members) == 1:
                     lead.append(ticket)
                     continue
@@ -684,12 +845,57 @@ class Turn:
             raise rate_limited_error(
                 request, refused.name, state.slot - now, state.last_status, exhausted
             )
-        if type(effect) is Wait:
-            if deadline is not None and now >= deadline:
-                raise timeout_error(request, "waiting for its turn to flush")
-            if effect.slot is not None:
-                self.waited_from = now
+        if type(effect) is Wait and deadline is not None and now >= deadline:
+            raise timeout_error(request, "waiting for its turn to flush")
         return effect
+
+    def _probe(self, round_: Round, method: str, now: float) -> Call:
+        """The call probes for ``round_`` (under the lock): asks for T, or looks."""
+        round_.prober = self
+        self.probing = (round_, method, now, round_.ts, round_.asked)
+        state = round_.state
+        if method == ALLOC_TIMESTAMP:
+            return Call(ALLOC_TIMESTAMP, milvus_pb2.AllocTimestampRequest(), self.request)
+        round_.looked = now
+        message = milvus_pb2.GetFlushStateRequest(
+            flush_ts=round_.ts, db_name=state.db_name, collection_name=state.name
+        )
+        return Call(GET_FLUSH_STATE, message, self.request)
+
+    def probed(self, response: Any, error: BaseException | None) -> None:
+        """The call's probe ended: ``response``, or ``error`` (a FlushError). A failed
+        probe ends the round's probing (an AllocTimestamp the server does not
+        implement, the connection's); a covering answer answers the round's calls."""
+        assert self.probing is not None
+        round_, method, sent, ts, asked = self.probing
+        self.probing = None
+        scheduler = self.scheduler
+        now = time.monotonic()
+        bells: list[Bell] = []
+        with scheduler._lock:
+            round_.prober = None
+            if round_.sent or not round_.members:
+                pass  # sent meanwhile, or nobody waits any more
+            elif error is not None or not Status.from_proto(response.status).ok:
+                round_.probes = False  # the members wait for the slot, as without probes
+                bells = _bells_of(round_.members)
+                if method == ALLOC_TIMESTAMP and getattr(error, "grpc_code", None) == (
+                    "UNIMPLEMENTED"
+                ):
+                    scheduler.covers = False  # Milvus Lite: never on this connection
+            elif method == ALLOC_TIMESTAMP:
+                scheduler.covers = True
+                if round_.ts is None:  # (else it holds an earlier T, carried over)
+                    round_.ts, round_.asked = response.timestamp, sent
+                    round_.probe_at = now + PROBE_EVERY
+            elif response.flushed:
+                assert ts is not None
+                bells = scheduler._covered(round_, ts, asked, now)
+            else:
+                round_.probe_at = now + PROBE_EVERY
+        for bell in bells:
+            if bell is not self.bell:
+                bell.ring()
 
     def started(self, round_: Round, handle: Any) -> None:
         """The shared round's RPC is in flight as ``handle`` (cancelled at once if every
@@ -720,7 +926,7 @@ class Turn:
     def leave(self) -> None:
         """The call is over: give up its places (an answered ticket gave up its own when
         answered); a shared RPC nobody waits for any more is cancelled."""
-        if self.alone is None and not self.led:
+        if self.alone is None and not self.led and self.probing is None:
             for ticket in self.tickets:
                 if ticket.round is not None:
                     break
@@ -735,6 +941,10 @@ class Turn:
             now = time.monotonic()
             freed = []  # collections with one Flush fewer in flight: their next round may go
             self.first = None
+            if self.probing is not None:  # another member probes in its place
+                probed = self.probing[0]
+                self.probing, probed.prober = None, None
+                bells += _bells_of(probed.members)
             state = self.alone
             if state is not None:  # sent alone, never answered (the call left)
                 self.alone = None
@@ -785,8 +995,8 @@ class Turn:
 
 
 #: One answer of a call: a response, the part of the request it answers, its status,
-#: whether it was shared.
-Answer = tuple[Any, FlushRequest, Status, bool]
+#: how it came ("flush", "shared" or "covered").
+Answer = tuple[Any, FlushRequest, Status, str]
 
 
 def _throttled(status: Status | None, error: BaseException | None) -> bool:
@@ -821,6 +1031,11 @@ def _regather(round_: Round) -> None:
     for ticket in members:
         ticket.round = again
         again.members.append(ticket)
+    ts = round_.ts
+    if ts is not None and again.probes and (again.ts is None or ts < again.ts):
+        # The members' T, taken before the Flush the server just admitted for another
+        # client, is likely covered by it: look at once, and keep looking.
+        again.ts, again.asked, again.probe_at = ts, round_.asked, -math.inf
 
 
 def _shared_request(round_: Round, now: float) -> FlushRequest:

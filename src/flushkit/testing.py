@@ -14,16 +14,37 @@ or, with pytest, take the ``milvus_test_server`` fixture (flushkit registers it 
 pytest plugin): one server per test session, with fresh scripts and records per test.
 
 Every byte crosses a real gRPC channel. Behaviours are consumed one per call; when a
-method's script is empty its default applies (``ok()`` for Flush, ``flushed(True)`` for
-GetFlushState):
+method's script is empty its default applies (``ok()`` for Flush and AllocTimestamp; for
+GetFlushState, the fleet model's answer below):
 
-* ``ok(segments=None)``: an OK answer (Flush: two segment IDs per collection by default);
+* ``ok(segments=None)``: an OK answer (Flush: two segment IDs per collection by default;
+  AllocTimestamp: the oracle's next timestamp; GetFlushState: flushed);
 * ``status(code, error_code, reason, retriable, detail)``: a failed status;
 * ``delay(seconds, then=ok())``: answer late (ends early if the client goes);
 * ``hang()``: never answer until the client cancels or its deadline passes;
 * ``abort(grpc.StatusCode.X, details)``: end the RPC with a gRPC error;
 * ``disconnect()``: close every connection mid-call (the server restarts on its port);
 * ``flushed(value)``: GetFlushState's answer; ``server.flushed_after(n)`` scripts n polls.
+
+Scripts: ``script_flush``, ``script_flush_state``, ``script_alloc_timestamp``.
+
+The fleet model (several clients flushing one server, as Milvus coordinates them): the server
+has one timestamp oracle, hybrid timestamps ``(Unix ms << 18) + logical``, strictly
+increasing. ``AllocTimestamp`` answers its next timestamp (never rate-limited);
+``server.without_alloc_timestamp()`` makes it answer gRPC UNIMPLEMENTED, as Milvus Lite 3.2.2
+does. A Flush answered OK is admitted: it takes one oracle timestamp, answers it as
+``coll_flush_ts`` of its collections, and records it for each (database, collection) it
+names (database: ``db_name``, else the "dbname" header, else "default"). A Flush that is
+throttled, names a missing collection, or whose script answers anything but OK (a status,
+an abort, a hang, a disconnect) admits nothing; a delayed OK is admitted when it answers.
+``server.persist_after(seconds)`` makes an admitted Flush's collections count as persisted
+``seconds`` after admission (default 0: at once). GetFlushState, unless scripted, answers
+``flushed=true`` iff its ``flush_ts`` is 0 or no later than the server's creation or last
+``reset()`` (nothing of a collection predates that, as a real channel checkpoint starts at
+the collection's creation), or an admitted Flush of its (database, collection), sent by any
+client, has a flush timestamp >= ``flush_ts`` and has persisted. Its segment IDs do not
+matter. So a client can take T with AllocTimestamp and poll GetFlushState(T) until somebody
+else's Flush covers it.
 
 ``server.missing("ghost", ...)`` makes collections not exist: a Flush or GetFlushState
 naming one answers "collection not found" (code 100, legacy CollectionNotExists) as Milvus
@@ -38,7 +59,8 @@ of its collections and consumes no script (a missing collection answers "not fou
 first). Milvus's token bucket lets a burst through; this limiter is the simpler pacing
 rule. ``server.throttled_calls`` lists the throttled Flush calls (``ReceivedCall.throttled``).
 
-Every call is recorded (``server.calls``, ``flush_calls``, ``flush_state_calls``) with
+Every call is recorded (``server.calls``, ``flush_calls``, ``flush_state_calls``,
+``alloc_timestamp_calls``) with
 its metadata, its deadline, and whether the server saw the client cancel it (or its
 deadline pass) before answering; ``wait_for_calls`` and ``wait_for_cancellations`` block
 until enough have. ``restart()`` stops and starts the server on the same port.
@@ -65,6 +87,9 @@ import grpc
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc, schema_pb2
 
 __all__ = [
+    "ALLOC_TIMESTAMP",
+    "FLUSH",
+    "FLUSH_STATE",
     "Abort",
     "Behaviour",
     "Delay",
@@ -86,6 +111,9 @@ __all__ = [
 
 FLUSH = "Flush"
 FLUSH_STATE = "GetFlushState"
+ALLOC_TIMESTAMP = "AllocTimestamp"
+
+_LOGICAL_BITS = 18  # a hybrid timestamp: physical Unix ms << 18 | logical counter
 
 # Milvus's keepalive policy (MinTime 5 s, PermitWithoutStream): pymilvus pings every 10 s.
 _SERVER_OPTIONS = [
@@ -262,6 +290,9 @@ def _rate_limited(rate: float) -> StatusAnswer:
     )
 
 
+_UNIMPLEMENTED = Abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+
+
 def _check(method: str, behaviour: object) -> None:
     while isinstance(behaviour, Delay):
         behaviour = behaviour.then
@@ -318,6 +349,9 @@ class _Servicer(milvus_pb2_grpc.MilvusServiceServicer):  # type: ignore[misc]
     def GetFlushState(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self._fake._serve(FLUSH_STATE, request, context)
 
+    def AllocTimestamp(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._fake._serve(ALLOC_TIMESTAMP, request, context)
+
 
 class MilvusTestServer:
     """The scripted server on ``127.0.0.1``: ``start()``/``stop()`` or a context manager."""
@@ -332,13 +366,24 @@ class MilvusTestServer:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a call arrived or was cancelled
         self._calls: list[ReceivedCall] = []
-        self._scripts: dict[str, deque[Behaviour]] = {FLUSH: deque(), FLUSH_STATE: deque()}
-        self._defaults: dict[str, Behaviour] = {FLUSH: ok(), FLUSH_STATE: flushed(True)}
+        self._scripts: dict[str, deque[Behaviour]] = {
+            FLUSH: deque(),
+            FLUSH_STATE: deque(),
+            ALLOC_TIMESTAMP: deque(),
+        }
+        self._defaults: dict[str, Behaviour] = {FLUSH: ok(), ALLOC_TIMESTAMP: ok()}
         self._missing: set[str] = set()
         self._databases: set[str] = set()
         self._flush_rate: float | None = None
         self._flush_per_collection = True
         self._last_admitted: dict[str | None, float] = {}  # collection (None: all): monotonic
+        self._last_timestamp = 0  # the oracle's last hybrid timestamp
+        self._baseline = self._next_timestamp()  # GetFlushState(T <= this) is flushed
+        # (database, collection): admitted Flushes as (flush timestamp, monotonic time it
+        # persists at); an entry goes once a newer one persists no later than it does
+        self._admissions: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        self._persist_delay = 0.0
+        self._alloc_timestamp_unimplemented = False
         self._waiters: set[threading.Event] = set()
         self._stopping = False
         self._server: grpc.Server | None = None
@@ -399,6 +444,31 @@ class MilvusTestServer:
         """Queue behaviours for the next GetFlushState calls, one each."""
         self._script(FLUSH_STATE, behaviours)
 
+    def script_alloc_timestamp(self, *behaviours: Behaviour) -> None:
+        """Queue behaviours for the next AllocTimestamp calls, one each (``ok()``: the
+        oracle's next timestamp)."""
+        self._script(ALLOC_TIMESTAMP, behaviours)
+
+    def without_alloc_timestamp(self) -> None:
+        """From now on (until ``reset()``), every AllocTimestamp answers gRPC UNIMPLEMENTED
+        ("Method not implemented!"), as Milvus Lite 3.2.2 does, without consuming a script."""
+        with self._lock:
+            self._alloc_timestamp_unimplemented = True
+
+    def persist_after(self, seconds: float) -> None:
+        """From now on (until ``reset()``), a Flush admitted from now persists its collections
+        ``seconds`` after its admission (0: at once, the default): only then does
+        GetFlushState count it."""
+        if not (
+            isinstance(seconds, numbers.Real)
+            and not isinstance(seconds, bool)
+            and math.isfinite(seconds)
+            and seconds >= 0
+        ):
+            raise ValueError(f"persist_after needs finite seconds >= 0, not {seconds!r}")
+        with self._lock:
+            self._persist_delay = float(seconds)
+
     def flushed_after(self, n: int) -> None:
         """The next ``n - 1`` GetFlushState calls answer not flushed, the n-th flushed."""
         if n < 1:
@@ -441,8 +511,10 @@ class MilvusTestServer:
             self._databases.update(db_names)
 
     def reset(self) -> None:
-        """Forget scripts, missing collections, databases, the Flush rate limit and
-        records. Calls in flight keep running.
+        """Forget scripts, missing collections, databases, the Flush rate limit, admitted
+        Flushes, the persist delay, ``without_alloc_timestamp()`` and records. Calls in
+        flight keep running. The oracle keeps counting: GetFlushState counts every
+        timestamp it gave before as flushed.
 
         What flushkit learned of the server (pacing, latency) belongs to the pymilvus
         client, shared by every flusher on it: a scenario that must start afresh after a
@@ -454,6 +526,10 @@ class MilvusTestServer:
             self._databases.clear()
             self._flush_rate = None
             self._last_admitted.clear()
+            self._admissions.clear()
+            self._persist_delay = 0.0
+            self._alloc_timestamp_unimplemented = False
+            self._baseline = self._next_timestamp()
             self._calls = []
 
     def clear_calls(self) -> None:
@@ -482,6 +558,10 @@ class MilvusTestServer:
     @property
     def flush_state_calls(self) -> list[ReceivedCall]:
         return [call for call in self.calls if call.method == FLUSH_STATE]
+
+    @property
+    def alloc_timestamp_calls(self) -> list[ReceivedCall]:
+        return [call for call in self.calls if call.method == ALLOC_TIMESTAMP]
 
     @property
     def throttled_calls(self) -> list[ReceivedCall]:
@@ -514,7 +594,11 @@ class MilvusTestServer:
 
     def _serve(self, method: str, request: Any, context: grpc.ServicerContext) -> Any:
         call = _new_call(method, request, context)
-        names = request.collection_names if method == FLUSH else [request.collection_name]
+        names: Any = []
+        if method == FLUSH:
+            names = request.collection_names
+        elif method == FLUSH_STATE:
+            names = [request.collection_name]
         with self._changed:  # recorded and decided at once: records never show a stale call
             self._calls.append(call)
             self._changed.notify_all()
@@ -522,12 +606,17 @@ class MilvusTestServer:
             rate = self._flush_rate if method == FLUSH else None
             if ghost is not None:
                 behaviour: Behaviour = status(100, 4, f"collection not found[collection={ghost}]")
+            elif method == ALLOC_TIMESTAMP and self._alloc_timestamp_unimplemented:
+                behaviour = _UNIMPLEMENTED
             elif rate is not None and not self._admit(names, rate):
                 call.throttled = True
                 behaviour = _rate_limited(rate)
+            elif queue := self._scripts[method]:
+                behaviour = queue.popleft()
+            elif method == FLUSH_STATE:
+                behaviour = flushed(self._persisted(request, call.metadata))
             else:
-                queue = self._scripts[method]
-                behaviour = queue.popleft() if queue else self._defaults[method]
+                behaviour = self._defaults[method]
         try:
             if not context.is_active() and not self._stopping:  # deadline passed on the way
                 self._cancelled(call, context)
@@ -548,6 +637,35 @@ class MilvusTestServer:
         for key in keys:
             self._last_admitted[key] = now
         return True
+
+    def _next_timestamp(self) -> int:
+        """The oracle (under the lock, or before serving): the next hybrid timestamp."""
+        physical = int(time.time() * 1000) << _LOGICAL_BITS
+        self._last_timestamp = max(physical, self._last_timestamp + 1)
+        return self._last_timestamp
+
+    def _admit_flush(self, names: set[str], db_name: str) -> int:
+        """Admit an OK-answered Flush of ``names`` in ``db_name``: its flush timestamp."""
+        with self._lock:
+            flush_ts = self._next_timestamp()
+            persisted_at = time.monotonic() + self._persist_delay
+            for name in names:
+                kept = self._admissions.setdefault((db_name, name), [])
+                kept[:] = [entry for entry in kept if entry[1] < persisted_at]
+                kept.append((flush_ts, persisted_at))
+            return flush_ts
+
+    def _persisted(self, request: Any, metadata: dict[str, str]) -> bool:
+        """GetFlushState's default answer (under the lock)."""
+        flush_ts = request.flush_ts
+        if flush_ts <= self._baseline:  # 0 included
+            return True
+        key = (_db_name(request, metadata), request.collection_name)
+        now = time.monotonic()
+        return any(
+            ts >= flush_ts and persisted_at <= now
+            for ts, persisted_at in self._admissions.get(key, ())
+        )
 
     def _behave(
         self,
@@ -576,12 +694,23 @@ class MilvusTestServer:
         if isinstance(behaviour, StatusAnswer):
             if method == FLUSH:
                 return milvus_pb2.FlushResponse(status=_status_pb(behaviour))
+            if method == ALLOC_TIMESTAMP:
+                return milvus_pb2.AllocTimestampResponse(status=_status_pb(behaviour))
             return milvus_pb2.GetFlushStateResponse(status=_status_pb(behaviour))
         if method == FLUSH_STATE:
             value = behaviour.value if isinstance(behaviour, Flushed) else True
             return milvus_pb2.GetFlushStateResponse(status=common_pb2.Status(), flushed=value)
+        if method == ALLOC_TIMESTAMP and isinstance(behaviour, Ok):
+            with self._lock:
+                timestamp = self._next_timestamp()
+            return milvus_pb2.AllocTimestampResponse(
+                status=common_pb2.Status(), timestamp=timestamp
+            )
         if isinstance(behaviour, Ok):
-            return _flush_response(behaviour, request, context)
+            segments = _segments(behaviour, request)
+            db_name = _db_name(request, call.metadata)
+            flush_ts = self._admit_flush({*request.collection_names, *segments}, db_name)
+            return _flush_response(segments, db_name, flush_ts)
         context.abort(
             grpc.StatusCode.INTERNAL, f"the test server cannot answer {method} {behaviour}"
         )
@@ -619,18 +748,27 @@ def _new_call(method: str, request: Any, context: grpc.ServicerContext) -> Recei
     )
 
 
-def _flush_response(behaviour: Ok, request: Any, context: grpc.ServicerContext) -> Any:
-    segments = behaviour.segments
-    if segments is None:
-        names = dict.fromkeys(request.collection_names)  # unique, in order
-        segments = {name: [1001 + 10 * i, 1002 + 10 * i] for i, name in enumerate(names)}
+def _db_name(request: Any, metadata: dict[str, str]) -> str:
+    """The database a Flush or GetFlushState names: its field, else the header."""
+    return str(request.db_name or metadata.get("dbname") or "default")
+
+
+def _segments(behaviour: Ok, request: Any) -> dict[str, list[int]]:
+    """A Flush's segment IDs per collection: scripted, else two per requested collection."""
+    if behaviour.segments is not None:
+        return behaviour.segments
+    names = dict.fromkeys(request.collection_names)  # unique, in order
+    return {name: [1001 + 10 * i, 1002 + 10 * i] for i, name in enumerate(names)}
+
+
+def _flush_response(segments: dict[str, list[int]], db_name: str, flush_ts: int) -> Any:
+    """An admitted Flush's OK answer."""
     now = time.time()
-    db_name = request.db_name or _metadata(context).get("dbname") or "default"
     return milvus_pb2.FlushResponse(
         status=common_pb2.Status(),
         db_name=db_name,
         coll_segIDs={name: schema_pb2.LongArray(data=ids) for name, ids in segments.items()},
         flush_coll_segIDs={name: schema_pb2.LongArray(data=ids) for name, ids in segments.items()},
         coll_seal_times=dict.fromkeys(segments, int(now)),
-        coll_flush_ts=dict.fromkeys(segments, int(now * 1000) << 18),  # a hybrid timestamp
+        coll_flush_ts=dict.fromkeys(segments, flush_ts),  # from the oracle, at admission
     )

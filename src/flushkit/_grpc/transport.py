@@ -44,7 +44,16 @@ import anyio
 import grpc
 from pymilvus.grpc_gen import milvus_pb2
 
-from .._effects import FLUSH, GET_FLUSH_STATE, LIST_DATABASES, Call, Failed, Start, Wait
+from .._effects import (
+    ALLOC_TIMESTAMP,
+    FLUSH,
+    GET_FLUSH_STATE,
+    LIST_DATABASES,
+    Call,
+    Failed,
+    Start,
+    Wait,
+)
 from .._exceptions import (
     ClientClosedError,
     FlushError,
@@ -73,11 +82,12 @@ _METHODS: Mapping[str, tuple[Any, Any]] = {
     FLUSH: (milvus_pb2.FlushRequest, milvus_pb2.FlushResponse),
     GET_FLUSH_STATE: (milvus_pb2.GetFlushStateRequest, milvus_pb2.GetFlushStateResponse),
     LIST_DATABASES: (milvus_pb2.ListDatabasesRequest, milvus_pb2.ListDatabasesResponse),
+    ALLOC_TIMESTAMP: (milvus_pb2.AllocTimestampRequest, milvus_pb2.AllocTimestampResponse),
 }
 
 
 def _stubs(channel: Any, **options: Any) -> dict[str, Any]:
-    """The Flush and GetFlushState callables of a blocking or a grpc.aio channel."""
+    """The callables of flushkit's RPCs on a blocking or a grpc.aio channel."""
     return {
         name: channel.unary_unary(
             _SERVICE + name,

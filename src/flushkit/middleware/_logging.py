@@ -5,7 +5,10 @@ Events (stable names, in the ``flushkit.`` namespace):
 
 * ``flushkit.flush.succeeded`` at debug: ``collections``, ``db_name``, ``duration_s``,
   ``segments`` (sealed segment count), ``wait``, ``persisted``, ``attempts``,
-  ``coalesced`` (the Flush RPC was shared with other calls), ``outcome="success"``.
+  ``coalesced`` (the Flush RPC was shared with other calls), ``satisfied_by``
+  (``"flush"``, ``"shared"`` or ``"covered"``: another client's Flush persisted the
+  call's writes), where the time went (``flushing_s`` in Flush RPCs, ``paced_s`` waiting
+  for a slot, ``persisting_s`` waiting for persistence), ``outcome="success"``.
 * ``flushkit.flush.failed`` at warning: the same request fields, plus ``error`` (the
   exception class), ``code``, ``error_code``, ``grpc_code``, ``retryable``, ``reason``,
   ``attempts``, ``coalesced``, ``outcome="error"``.
@@ -102,6 +105,10 @@ class LoggingMiddleware:
             persisted=result.persisted,
             attempts=result.attempts,
             coalesced=result.coalesced,
+            satisfied_by=result.satisfied_by,
+            flushing_s=result.flushing,
+            paced_s=result.paced,
+            persisting_s=result.persisting,
             outcome="success",
         )
         return result

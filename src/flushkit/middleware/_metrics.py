@@ -3,8 +3,10 @@
 One measurement per flush call (retries included), in seconds, with the advisory buckets
 of the database semantic conventions and the same attributes as the span:
 ``db.system.name``, ``db.operation.name``, ``db.namespace``, ``db.collection.name`` (one
-collection only), ``server.address``, ``server.port``, and on failure ``error.type`` and
-``db.response.status_code``. A cancelled flush is not measured.
+collection only), ``server.address``, ``server.port``; on success
+``flushkit.satisfied_by`` (``flush``, ``shared`` or ``covered``: three values), on
+failure ``error.type`` and ``db.response.status_code``. A cancelled flush is not
+measured.
 
 And the counter ``flushkit.flush.coalesced`` (unit ``{call}``, the same attributes): calls
 whose Flush RPC was shared with other calls; with 64 callers served by 2 RPCs it grows by
@@ -30,7 +32,7 @@ from .._exceptions import FlushError
 from .._models import FlushRequest, FlushResult
 from .._version import __version__
 from ._otel_internals import real_instrument_probe
-from ._tracing import error_attributes, request_attributes
+from ._tracing import SATISFIED_BY, error_attributes, request_attributes
 
 #: The advisory bucket boundaries of ``db.client.operation.duration``, in seconds.
 BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10)
@@ -82,7 +84,10 @@ class MetricsMiddleware:
             raise
         flagged = result.coalesced or result.throttled or result.paced
         attributes = request_attributes(request)
-        self.duration.record(time.monotonic() - request.started, attributes)
+        self.duration.record(
+            time.monotonic() - request.started,
+            {**attributes, SATISFIED_BY: result.satisfied_by},
+        )
         if flagged:
             self._record_flags(result.coalesced, result.throttled, result.paced, attributes)
         return result

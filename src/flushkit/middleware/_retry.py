@@ -58,19 +58,21 @@ class RetryPolicy:
 
         None means give up now and raise ``error``: it is not retryable, the tries are
         used up, or the next try could not start before the deadline (``remaining``
-        seconds away; None for no deadline). A :class:`~flushkit.RateLimitedError`'s
-        ``retry_after`` is the least pause. ``chance`` is a random number in [0, 1).
+        seconds away; None for no deadline). ``chance`` is a random number in [0, 1).
 
-        Throttled answers never reach this policy while the budget can carry another
-        try: the core flush waits for the collection's next slot itself, so they use up
-        no attempts.
+        Throttled answers never reach this policy: the core flush waits for the
+        collection's next slot itself, so they use up no attempts. A
+        :class:`~flushkit.RateLimitedError` with ``retry_after`` is the core's verdict
+        that the call's budget ends before the server admits its Flush and answers it
+        (and, with ``wait=True``, persists it): it is given up at once, as another try
+        could only end in a timeout (the caller may try again after ``retry_after``).
         """
         if not (isinstance(error, FlushError) and error.retryable) or attempt >= self.attempts:
             return None
+        if error.retry_after is not None:  # refused: no slot within the budget
+            return None
         backoff = min(self.initial * self.multiplier ** (attempt - 1), self.maximum)
         pause = backoff if error.coalesced else backoff * (1 - self.jitter * chance)
-        if error.retry_after is not None:  # rate limited: not before the server's slot
-            pause = max(pause, error.retry_after)
         if remaining is not None and pause >= remaining:
             return None
         return pause

@@ -6,13 +6,16 @@ and carries ``db.system.name="milvus"``, ``db.operation.name="flush"``,
 ``server.port``. On failure it records the exception, sets ``error.type`` and
 ``db.response.status_code`` and the ERROR status; a cancelled flush ends the span with its
 status unset. It covers the whole call, retries included. A call whose Flush RPC was
-shared with other calls (coalescing) has ``flushkit.coalesced=true``. Under the server's
-flush rate limit: a ``flushkit.paced`` span event when the call starts waiting for its
-collection's next slot (``flushkit.paced.wait_s``), and on the span
-``flushkit.paced_s`` (seconds waited), ``flushkit.throttled`` (throttled answers to its
-Flush RPCs) and, when it fails because its budget ends before that slot,
-``flushkit.retry_after_s``. Only the OpenTelemetry API is used: the application installs
-the SDK, or nothing is recorded.
+shared with other calls (coalescing) has ``flushkit.coalesced=true``. A call that
+succeeded says how (``flushkit.satisfied_by``: ``flush``, ``shared`` or ``covered``, as
+:attr:`FlushResult.satisfied_by <flushkit.FlushResult>`) and where its time went:
+``flushkit.flushing_s`` (Flush RPCs), ``flushkit.paced_s`` (waiting for a slot) and
+``flushkit.persisting_s`` (waiting for persistence). Under the server's flush rate limit:
+a ``flushkit.paced`` span event when the call starts waiting for its collection's next
+slot (``flushkit.paced.wait_s``), ``flushkit.throttled`` (throttled answers to its Flush
+RPCs) and, when it fails because its budget ends before that slot,
+``flushkit.retry_after_s`` (with ``flushkit.paced_s`` and ``flushkit.throttled``). Only
+the OpenTelemetry API is used: the application installs the SDK, or nothing is recorded.
 
 Propagation into Milvus: every RPC of a call whose span is recording (the Flush, each
 GetFlushState poll, a shared round's Flush) carries the span's context in its gRPC
@@ -54,6 +57,12 @@ COALESCED = "flushkit.coalesced"
 PACED = "flushkit.paced_s"
 #: Throttled answers to the Flush RPCs the call sent.
 THROTTLED = "flushkit.throttled"
+#: How a call was satisfied: "flush", "shared" or "covered" (FlushResult.satisfied_by).
+SATISFIED_BY = "flushkit.satisfied_by"
+#: Seconds the call spent in Flush RPCs, its own or shared ones.
+FLUSHING = "flushkit.flushing_s"
+#: Seconds the call waited for its segments to persist (wait=True).
+PERSISTING = "flushkit.persisting_s"
 #: Seconds until the server admits the next Flush, on a call that could not wait for it.
 RETRY_AFTER = "flushkit.retry_after_s"
 
@@ -84,10 +93,7 @@ class TracingMiddleware:
         token = context.attach(trace.set_span_in_context(span))
         try:
             result = yield request.replace(trace=Trace(span, carried_context(span)))
-            if result.coalesced:
-                span.set_attribute(COALESCED, True)
-            if result.paced or result.throttled:
-                span.set_attributes({PACED: result.paced, THROTTLED: result.throttled})
+            span.set_attributes(result_attributes(result))
         except Exception as exc:
             span.record_exception(exc)
             span.set_attributes(error_attributes(exc))
@@ -107,6 +113,22 @@ class TracingMiddleware:
 
     def __repr__(self) -> str:
         return f"TracingMiddleware(tracer={self.tracer!r})"
+
+
+def result_attributes(result: FlushResult) -> dict[str, Any]:
+    """The span attributes of a successful call: how it was satisfied, where its time
+    went, and the rate limit's marks when it met the limit."""
+    attributes: dict[str, Any] = {
+        SATISFIED_BY: result.satisfied_by,
+        FLUSHING: result.flushing,
+        PACED: result.paced,
+        PERSISTING: result.persisting,
+    }
+    if result.coalesced:
+        attributes[COALESCED] = True
+    if result.throttled:
+        attributes[THROTTLED] = result.throttled
+    return attributes
 
 
 def carried_context(span: Span) -> tuple[tuple[str, str], ...]:
