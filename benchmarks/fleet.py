@@ -38,7 +38,12 @@ Scenarios: ``--processes 6 --rounds 2 --stagger 1.0`` (the default) and ``--proc
 
     python benchmarks/fleet.py [--scenario six|twentyfour|both] [--processes 6] [--rounds 2]
         [--stagger 1.0] [--budget 90] [--runs 1] [--gap 12] [--no-wait] [--json FILE]
-        [--plot FILE.png]
+        [--plot FILE.png] [--clients pymilvus flushkit] [--trace-probes]
+
+``--clients``: which clients run (default both). ``--trace-probes`` (diagnostics): each
+flushkit process records its Flush answers and its probes (AllocTimestamp and
+GetFlushState: T, flushed, status, error) with wall times, in its last call's ``events``
+in the JSON.
 """
 
 from __future__ import annotations
@@ -94,6 +99,7 @@ def worker(process: int, settings: dict[str, Any], messages: Any, go: Any, base:
         _quiet()
         client = MilvusClient(uri=settings["uri"])
         flusher = flushkit.Flusher(client) if settings["client"] == "flushkit" else None
+        events = _traced_probes() if settings.get("trace") else None
         messages.put(("ready", process, None))
         go.wait()
         time.sleep(max(0.0, base.value + settings["offset"] - time.time()))
@@ -102,9 +108,47 @@ def worker(process: int, settings: dict[str, Any], messages: Any, go: Any, base:
             client.insert(COLLECTION, [{"id": row_id, "vector": [0.1, 0.2, 0.3, 0.4]}])
             calls.append(_one_call(process, round_, client, flusher, settings))
         client.close()
+        if events is not None:
+            calls[-1]["events"] = events
         messages.put(("done", process, calls))
     except BaseException:
         messages.put(("failed", process, traceback.format_exc()))
+
+
+def _traced_probes() -> list[list[Any]]:
+    """Diagnostics (``--trace-probes``): record the process's Flush answers and probes
+    (wall time, RPC, T's physical ms, flushed, status code, error) through the
+    scheduler's private hooks: a benchmark may look inside, the library never does."""
+    from flushkit import _scheduler
+
+    events: list[list[Any]] = []
+    probed, answered = _scheduler.Turn.probed, _scheduler.Turn.answered
+
+    def traced_probed(turn: Any, response: Any, error: BaseException | None) -> None:
+        _, method, _, ts, _ = turn.probing
+        code = None if response is None else response.status.code
+        got = getattr(response, "timestamp", None) if method == "AllocTimestamp" else None
+        events.append(
+            [
+                time.time(),
+                method,
+                ts and ts >> 18,
+                got and got >> 18,
+                getattr(response, "flushed", None),
+                code,
+                error and repr(error)[:200],
+            ]
+        )
+        probed(turn, response, error)
+
+    def traced_answered(turn: Any, response: Any, error: BaseException | None) -> None:
+        code = None if response is None else response.status.code
+        events.append([time.time(), "Flush", None, None, None, code, error and repr(error)[:200]])
+        answered(turn, response, error)
+
+    _scheduler.Turn.probed = traced_probed  # type: ignore[method-assign]
+    _scheduler.Turn.answered = traced_answered  # type: ignore[method-assign]
+    return events
 
 
 def _one_call(
@@ -162,6 +206,7 @@ def one_run(
     wait: bool,
     first_id: int,
     not_before: float,
+    trace: bool = False,
 ) -> dict[str, Any]:
     """Spawn the fleet, release it at ``not_before`` (wall clock) or once all are ready,
     whichever is later; every call and the proxy's counts of the run."""
@@ -179,6 +224,7 @@ def one_run(
             "wait": wait,
             "offset": process * spacing,
             "first_id": first_id + process * 1000,
+            "trace": trace,
         }
         fleet.append(
             context.Process(
@@ -276,6 +322,8 @@ def measure(
     budget: float,
     wait: bool,
     gap: float,
+    clients: tuple[str, ...] = CLIENTS,
+    trace: bool = False,
 ) -> list[dict[str, Any]]:
     """Every scenario: pymilvus and flushkit alternately, ``runs`` times each."""
     results: list[dict[str, Any]] = []
@@ -291,12 +339,13 @@ def measure(
         first_id = 1
         for scenario, shape in scenarios:
             for index in range(runs):
-                for client_kind in CLIENTS:
+                for client_kind in clients:
                     run = one_run(
                         proxy,
                         client_kind,
                         budget=budget,
                         wait=wait,
+                        trace=trace,
                         first_id=first_id,
                         not_before=not_before,
                         **shape,
@@ -342,17 +391,18 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     scenarios = list(dict.fromkeys(r["scenario"] for r in results))
+    clients = list(dict.fromkeys(r["client"] for r in results))
     figure, axes = plt.subplots(
         len(scenarios),
-        len(CLIENTS),
-        figsize=(6 * len(CLIENTS), 4 * len(scenarios)),
+        len(clients),
+        figsize=(6 * len(clients), 4 * len(scenarios)),
         squeeze=False,
         sharex="row",
         sharey="row",
     )
     markers = "os^Dv<>"
     for row, scenario in enumerate(scenarios):
-        for column, client_kind in enumerate(CLIENTS):
+        for column, client_kind in enumerate(clients):
             ax = axes[row][column]
             seen: set[str] = set()
             for run in results:
@@ -396,6 +446,10 @@ def main() -> int:
         "--gap", type=float, default=WINDOW + 2, help="seconds between runs (> the window)"
     )
     parser.add_argument("--no-wait", action="store_true", help="flushkit with wait=False")
+    parser.add_argument("--clients", nargs="+", choices=CLIENTS, default=list(CLIENTS))
+    parser.add_argument(
+        "--trace-probes", action="store_true", help="record flushkit's probes (diagnostics)"
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
@@ -417,6 +471,8 @@ def main() -> int:
             budget=args.budget,
             wait=not args.no_wait,
             gap=args.gap,
+            clients=tuple(args.clients),
+            trace=args.trace_probes,
         )
     print(HEADER)
     for run in results:

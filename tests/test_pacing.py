@@ -17,6 +17,7 @@ from flushkit._scheduler import (
     DEFAULT_WINDOW,
     FIRST_BACKOFF,
     HOLD_MAX,
+    SPREAD,
     Collection,
     is_throttled,
     rate_named_in,
@@ -99,6 +100,42 @@ def test_throttling_long_after_the_last_admission_backs_off_within_the_interval(
     for _ in range(5):
         pace.throttled(pace.slot, others, interval)
     assert pace.backoff == pytest.approx(2.0)  # capped at the interval, 1 / 0.5
+
+
+def test_where_it_can_look_unexplained_throttling_estimates_a_spread_slot_one_window_on():
+    # Another client's Flush was admitted: by one window later the server admits one for
+    # sure; a random spread of up to 0.3 s (the README's figure) orders a fleet's looks.
+    slots = []
+    for i in range(200):
+        pace = Collection("default", "docs")
+        _, until = pace.throttled(float(i), THROTTLED, 0.0, covers=True)
+        assert pace.estimated and until >= pace.slot
+        slots.append(pace.slot - i)
+    assert SPREAD == 0.3
+    assert all(10.0 <= s <= 10.3 for s in slots)
+    assert max(slots) - min(slots) > 0.1  # spread, not one fixed offset
+    pace = Collection("default", "docs")
+    pace.throttled(0.0, THROTTLED, 0.0, covers=True)
+    first = pace.slot
+    pace.throttled(3.0, THROTTLED, 10.0, covers=True)  # again before that slot: kept
+    assert pace.slot == first
+    pace.throttled(first, THROTTLED, 10.0, covers=True)  # at the slot: one window on
+    assert first + 10.0 <= pace.slot <= first + 10.3
+
+
+def test_a_covered_round_learns_the_slot_and_an_admission_makes_it_known():
+    pace = Collection("default", "docs")
+    assert pace.covered(50.0, 10.0) == pace.slot
+    assert pace.estimated and 60.0 <= pace.slot <= 60.3
+    pace.admitted(61.0, 10.0)
+    assert not pace.estimated and pace.slot == 71.0
+
+
+def test_a_client_that_cannot_look_turns_an_estimated_slot_into_the_backoff():
+    pace = Collection("default", "docs")
+    pace.throttled(0.0, THROTTLED, 0.0, covers=True)
+    pace.uncovered(1.0)
+    assert not pace.estimated and pace.slot == pytest.approx(1.0 + FIRST_BACKOFF)
 
 
 def test_a_seeded_interval_paces_from_the_first_admission():
