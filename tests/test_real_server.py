@@ -317,7 +317,10 @@ def test_two_flushes_in_a_row_both_succeed_under_the_default_rate_limit(
     assert second.status.ok
     assert second.elapsed <= rate_bench.DEFAULT_WINDOW + 1.0
     assert counts["rate_limited"] <= 1
-    assert counts["flush_rpcs"] - counts["rate_limited"] == 1
+    # Its own Flush at the slot; or none, when the server said everything before its T
+    # was persisted already (nothing was written since the first flush).
+    admitted = counts["flush_rpcs"] - counts["rate_limited"]
+    assert (second.satisfied_by, admitted) in {("flush", 1), ("covered", 0)}
 
 
 @BENCH_RUNTIMES
