@@ -19,7 +19,15 @@ import pytest
 from pymilvus import MilvusClient
 
 import flushkit
-from flushkit.testing import ALLOC_TIMESTAMP, FLUSH, FLUSH_STATE, MilvusTestServer, abort, status
+from flushkit.testing import (
+    ALLOC_TIMESTAMP,
+    FLUSH,
+    FLUSH_STATE,
+    MilvusTestServer,
+    abort,
+    flushed,
+    status,
+)
 
 from .helpers import RUNTIMES, flush_in
 
@@ -210,6 +218,23 @@ def test_a_budget_short_of_the_slot_and_the_usual_persistence_fails_at_once(fake
     assert caught.value.retryable
     assert len(fake.flush_calls) == 1
     assert fake.alloc_timestamp_calls == []  # refused before it looked
+
+
+def test_a_covered_call_keeps_the_slot_its_clients_own_flush_made_known(fake, clients):
+    # The server may say a T is covered with no Flush at all (nothing was written since
+    # the last one): the slot the client's own admitted Flush made known stays known, so
+    # a call whose budget cannot reach it still fails at once, sending nothing.
+    fake.limit_flush_rate(0.1)
+    mine = flush_in("blocking", clients())
+    assert mine("docs").satisfied_by == "flush"
+    fake.script_flush_state(flushed(True))  # the next look: covered
+    covered = mine("docs", timeout=30)  # throttled (learns rate=0.1), then looks
+    assert covered.satisfied_by == "covered" and covered.throttled == 1
+    sent = len(fake.calls)
+    with pytest.raises(flushkit.RateLimitedError) as caught:
+        mine("docs", timeout=2.0)
+    assert len(fake.calls) == sent  # refused before any RPC
+    assert 2.0 < caught.value.retry_after <= 10.0
 
 
 def test_a_fleet_on_a_rate_limited_server_flushes_without_errors(fake, clients):

@@ -129,6 +129,10 @@ def test_a_covered_round_learns_the_slot_and_an_admission_makes_it_known():
     assert pace.estimated and 60.0 <= pace.slot <= 60.3
     pace.admitted(61.0, 10.0)
     assert not pace.estimated and pace.slot == 71.0
+    # A slot known from the client's own admitted Flush stays known: the server may have
+    # covered the round with no Flush at all (nothing written since).
+    assert pace.covered(62.0, 10.0) == 71.0
+    assert not pace.estimated and pace.slot == 71.0
 
 
 def test_a_client_that_cannot_look_turns_an_estimated_slot_into_the_backoff():

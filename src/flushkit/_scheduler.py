@@ -456,8 +456,12 @@ class Collection:
         return interval, max(self.slot, now + window)
 
     def covered(self, now: float, interval: float) -> float:
-        """Another client's Flush, admitted by ``now``, covered a round: the next slot
-        is one window away at most. Returns until when that paces the calls."""
+        """A round was covered by ``now``: another client's Flush, admitted by then, or
+        none at all (nothing written since the last one); the next slot is one window
+        away at most. A slot known from the client's own admitted Flush stays known.
+        Returns until when that paces the calls."""
+        if not self.estimated and self.slot > now:
+            return self.slot
         window = interval or DEFAULT_WINDOW
         self.slot = max(self.slot, now + window + random.uniform(0.0, SPREAD))
         self.estimated = True
