@@ -44,6 +44,8 @@ def test_flush_json_with_env_uri_and_token(fake, capsys, monkeypatch):
     assert result["status"]["code"] == 0 and result["persisted"] is True
     assert result["attempts"] == 1 and result["coalesced"] is False
     assert result["throttled"] == 0 and result["paced"] == 0.0
+    assert result["satisfied_by"] == "flush" and result["flushing"] > 0
+    assert result["persisting"] > 0  # --wait
     assert fake.flush_calls[-1].metadata["authorization"]
     assert "S3cretToken" not in captured.out + captured.err
 
@@ -242,3 +244,12 @@ def test_demo_runs_on_milvus_lite_and_cleans_up(tmp_path):
     assert "persisted=True" in done.stdout
     assert "16 concurrent flushes (asyncio tasks): 16 OK, 15 shared" in done.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_version_names_the_installed_package(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"flushkit {version('flushkit')}\n"

@@ -41,6 +41,7 @@ import structlog
 from .. import _exceptions as errors
 from .._client import Flusher
 from .._models import FlushResult, collection_names_of, db_name_of, timeout_of
+from .._version import __version__
 from .bench import add_arguments as add_bench_arguments
 from .bench import bench_command, check_at_least_one, check_directory_is_writable
 from .bench import check_arguments as check_bench_arguments
@@ -92,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log at debug level (logs go to stderr)"
     )
+    parser.add_argument("--version", action="version", version=f"flushkit {__version__}")
     commands = parser.add_subparsers(dest="command")
 
     flush = commands.add_parser(
@@ -315,7 +317,10 @@ def result_as_json(result: FlushResult) -> dict[str, Any]:
         "attempts": result.attempts,
         "coalesced": result.coalesced,
         "throttled": result.throttled,
+        "satisfied_by": result.satisfied_by,
+        "flushing": result.flushing,
         "paced": result.paced,
+        "persisting": result.persisting,
     }
 
 
