@@ -6,10 +6,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from . import _lite_milvus_uri  # noqa: F401  first: see there why
 from ._version import __version__
+
+# A library's logger is silent until the application configures logging (the logging
+# HOWTO's advice): no last-resort line on stderr for a failure the caller handles.
+logging.getLogger("flushkit").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:  # the names of __all__, for type checkers (loaded lazily below)
     from ._public import *  # noqa: F403

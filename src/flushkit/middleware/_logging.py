@@ -33,8 +33,9 @@ application that never configured structlog (most use stdlib ``logging``) would 
 per flush. flushkit therefore decides at each call: once the application has configured
 structlog (``structlog.is_configured()``), events go to ``structlog.get_logger("flushkit")``;
 until then they go to the stdlib logger ``flushkit``, where the application's levels and
-handlers apply (with no logging configuration at all, Python's last-resort handler prints
-warnings and above to stderr, and debug events cost one level check).
+handlers apply (with no logging configuration at all nothing is printed: ``import flushkit``
+gives the ``flushkit`` logger a ``NullHandler``, as the logging HOWTO advises libraries;
+debug events cost one level check).
 
 A stdlib record carries the event the way structlog's key-value renderer shows it:
 ``record.msg`` is the template ``"<event> key=%r key=%r ..."`` with ``record.args`` the
