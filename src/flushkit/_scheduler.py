@@ -127,7 +127,7 @@ FIRST_BACKOFF = 0.25
 HOLD_FACTOR = 4.0
 HOLD_MIN = 0.05
 HOLD_MAX = 1.0
-#: The weight of a new answer in the connection's usual Flush latency.
+#: The weight of a new answer in the connection's usual Flush latency and persistence.
 LATENCY_WEIGHT = 0.2
 #: The pause between a waiting round's looks at whether another client's Flush covered
 #: it: at most five GetFlushState RPCs a second per waiting collection and connection.
@@ -212,10 +212,7 @@ class FlushScheduler:
     def persisted(self, seconds: float) -> None:
         """A call waited ``seconds`` for its admitted Flush's segments to persist."""
         with self._lock:
-            usual = self._persist
-            self._persist = (
-                seconds if usual is None else usual + LATENCY_WEIGHT * (seconds - usual)
-            )
+            self._persist = _usual(self._persist, seconds)
 
     def join(self, request: FlushRequest) -> Turn:
         """Take ``request``'s place in each of its collections: alone at once (``Turn.first``
@@ -311,10 +308,7 @@ class FlushScheduler:
 
     def _timed(self, seconds: float) -> None:
         """A Flush was answered after ``seconds``: the usual latency moves towards it."""
-        latency = self._latency
-        self._latency = (
-            seconds if latency is None else latency + LATENCY_WEIGHT * (seconds - latency)
-        )
+        self._latency = _usual(self._latency, seconds)
 
     def _margin(self, request: FlushRequest) -> float:
         """What a call needs after its slot: a Flush's answer, and its persistence if it
@@ -659,12 +653,7 @@ class Turn:
                 state.in_flight -= 1
                 status = None if response is None else Status.from_proto(response.status)
                 if response is not None:
-                    seconds, latency = now - self.sent_at, scheduler._latency
-                    scheduler._latency = (
-                        seconds
-                        if latency is None
-                        else latency + LATENCY_WEIGHT * (seconds - latency)
-                    )
+                    scheduler._timed(now - self.sent_at)
                 if (status is None or not status.ok) and _throttled(status, error):
                     scheduler._throttled(state, now, status)  # gather for the next slot
                     self.throttled += 1
@@ -1001,6 +990,11 @@ class Turn:
 #: One answer of a call: a response, the part of the request it answers, its status,
 #: how it came ("flush", "shared" or "covered").
 Answer = tuple[Any, FlushRequest, Status, str]
+
+
+def _usual(usual: float | None, seconds: float) -> float:
+    """A usual duration (None: none timed yet) moved towards a new one, ``seconds``."""
+    return seconds if usual is None else usual + LATENCY_WEIGHT * (seconds - usual)
 
 
 def _throttled(status: Status | None, error: BaseException | None) -> bool:
