@@ -99,7 +99,7 @@ class _AioService:
     def close(self) -> None:
         self.run(self._twin.close())
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        joined(self._thread, 10, "the aio service's event loop thread")
         self._loop.close()
 
 
@@ -198,17 +198,39 @@ def points(reader):
 
 CANCELLED = "cancelled"
 
+#: How long a helper waits for an event (a call the server received, a thread's end)
+#: before it gives up: far beyond any test's own timing, so only a hang reaches it.
+PATIENCE = 30.0
+
+
+def joined(thread: threading.Thread, timeout: float = PATIENCE, what: str = "") -> None:
+    """Join ``thread`` and check that it ended (a join that times out returns silently)."""
+    thread.join(timeout)
+    assert not thread.is_alive(), (
+        f"{what or thread.name} still running {timeout} s after the test joined it: a hang"
+    )
+
+
+def joined_all(threads: list[threading.Thread], timeout: float = PATIENCE) -> None:
+    """Join every thread of ``threads``, each within ``timeout``, and check each ended."""
+    for thread in threads:
+        joined(thread, timeout)
+
 
 @dataclass
 class Caller:
     """One concurrent flush: its names, when it starts, its flush options, and (async
-    only) a cancel scope it gives up in."""
+    only) a cancel scope it gives up in.
+
+    Callers are ordered by events, never by sleeping: ``after_flushes`` waits for the
+    test server to have received that many Flush calls. ``at`` only spreads callers out
+    (load, not order): no test's checks may depend on it."""
 
     names: str | list[str] = "docs"
     at: float = 0.0
-    #: Start (after ``at``) only once the server has received a Flush it has not answered
-    #: yet (an event, not a guess at how fast the leader starts): needs ``server``.
-    after_lead: bool = False
+    #: Start only once the server has received this many Flush calls (an event, not a
+    #: guess at how fast the others start): needs ``server``.
+    after_flushes: int = 0
     cancel_after: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
     began: float = 0.0
@@ -224,19 +246,24 @@ def run_together(
     **flusher_options: Any,
 ):
     """Run every caller concurrently; their outcomes (a result, an exception or
-    CANCELLED), in order. ``server``: the test server, for callers ``after_lead``."""
-    if server is None and any(caller.after_lead for caller in callers):
-        raise TypeError("callers after_lead need the test server: run_together(server=...)")
+    CANCELLED), in order. ``server``: the test server, for callers ``after_flushes``.
+    Every caller's thread or task has ended when this returns."""
+    if server is None and any(caller.after_flushes for caller in callers):
+        raise TypeError("callers after_flushes need the test server: run_together(server=...)")
     outcomes: list[Any] = [None] * len(callers)
     if runtime == "blocking":
         flusher = flushkit.Flusher(client, **flusher_options)
         barrier = threading.Barrier(len(callers))
+        unmet: list[AssertionError] = []  # a caller whose event never came
 
         def one(i: int, caller: Caller) -> None:
-            barrier.wait()
+            barrier.wait(PATIENCE)
             time.sleep(caller.at)
-            if caller.after_lead:
-                _wait_for_a_lead(server, time.sleep)
+            if caller.after_flushes and not server.wait_for_calls(  # type: ignore[union-attr]
+                caller.after_flushes, "Flush", timeout=PATIENCE
+            ):
+                unmet.append(AssertionError(_never(caller.after_flushes)))
+                return
             caller.began = time.monotonic()
             try:
                 outcomes[i] = flusher.flush(caller.names, **caller.options)
@@ -247,22 +274,40 @@ def run_together(
         threads = [threading.Thread(target=one, args=(i, c)) for i, c in enumerate(callers)]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join(30)
+        joined_all(threads)
+        if unmet:
+            raise unmet[0]
         return outcomes
+
+    #: One event per number of Flush calls some caller waits for, set by one watcher.
+    arrived = {c.after_flushes: anyio.Event() for c in callers if c.after_flushes}
+
+    async def watch() -> None:
+        give_up = time.monotonic() + PATIENCE
+        while arrived:
+            received = sum(call.method == "Flush" for call in server.calls)  # type: ignore[union-attr]
+            for n in [n for n in arrived if n <= received]:
+                arrived.pop(n).set()
+            if arrived:
+                assert time.monotonic() < give_up, _never(min(arrived))
+                await anyio.sleep(0.001)
 
     async def main() -> None:
         async with (
             async_flusher(runtime, client, **flusher_options) as flusher,
             anyio.create_task_group() as tasks,
         ):
+            if arrived:
+                tasks.start_soon(watch)
             for i, caller in enumerate(callers):
-                tasks.start_soon(one, flusher, i, caller)
+                tasks.start_soon(one, flusher, i, caller, arrived.get(caller.after_flushes))
 
-    async def one(flusher: flushkit.AsyncFlusher, i: int, caller: Caller) -> None:
+    async def one(
+        flusher: flushkit.AsyncFlusher, i: int, caller: Caller, event: anyio.Event | None
+    ) -> None:
         await anyio.sleep(caller.at)
-        if caller.after_lead:
-            await _wait_for_a_lead_async(server)
+        if event is not None:
+            await event.wait()  # the watcher fails the run if it never comes
         caller.began = time.monotonic()
         limit = caller.cancel_after if caller.cancel_after is not None else float("inf")
         with anyio.move_on_after(limit) as scope:
@@ -278,25 +323,13 @@ def run_together(
     return outcomes
 
 
+def _never(n: int) -> str:
+    return f"the test server never received {n} Flush calls (waited {PATIENCE} s)"
+
+
 def leader_then(n: int, **options: Any) -> list[Caller]:
-    """One caller, then ``n`` more once its RPC is in flight (and 50 ms into the run)."""
+    """One caller, then ``n`` more once the server has received its Flush (needs
+    ``server``; script that Flush slow, so that they arrive while it is in flight)."""
     return [Caller(options=dict(options))] + [
-        Caller(at=0.05, after_lead=True, options=dict(options)) for _ in range(n)
+        Caller(after_flushes=1, options=dict(options)) for _ in range(n)
     ]
-
-
-def _a_flush_in_flight(server: Any) -> bool:
-    """Whether the server has received a Flush it has not answered yet."""
-    return any(call.method == "Flush" and not call.ended for call in server.calls)
-
-
-def _wait_for_a_lead(server: Any, sleep: Callable[[float], object]) -> None:
-    give_up = time.monotonic() + 10.0  # then start anyway: the test's checks say what went wrong
-    while not _a_flush_in_flight(server) and time.monotonic() < give_up:
-        sleep(0.001)
-
-
-async def _wait_for_a_lead_async(server: Any) -> None:
-    give_up = time.monotonic() + 10.0
-    while not _a_flush_in_flight(server) and time.monotonic() < give_up:
-        await anyio.sleep(0.001)

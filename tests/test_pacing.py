@@ -12,11 +12,10 @@ import pytest
 from pymilvus import MilvusClient
 
 import flushkit
-from flushkit._models import Status
-from flushkit._scheduler import (
+from flushkit import Status
+from flushkit._scheduler import (  # the pure logic of pacing, tested first
     DEFAULT_WINDOW,
     FIRST_BACKOFF,
-    HOLD_MAX,
     SPREAD,
     Collection,
     is_throttled,
@@ -190,10 +189,10 @@ def test_a_call_that_cannot_reach_the_next_slot_fails_at_once(fake, client, runt
     flush("docs", timeout=10.0)
     started = time.monotonic()
     with pytest.raises(flushkit.RateLimitedError) as caught:
-        flush("docs", timeout=2.0)
+        flush("docs", timeout=3.0)  # the slot is about 5 s away
     took = time.monotonic() - started
-    assert took < 1.0, f"{took:.3f} s: it waited instead of failing at once"
-    assert 3.0 < caught.value.retry_after <= 5.0
+    assert took < 2.0, f"{took:.3f} s: it waited (into its 3 s budget) instead of failing"
+    assert 3.0 < caught.value.retry_after <= 5.0  # past the budget: why it failed
     assert caught.value.retryable
     assert len(fake.flush_calls) == 1  # nothing sent: the slot was known
 
@@ -206,8 +205,9 @@ def test_a_call_learns_the_rate_and_fails_at_once_when_its_budget_is_too_short(
     flush("docs", timeout=10.0)
     started = time.monotonic()
     with pytest.raises(flushkit.RateLimitedError) as caught:
-        flush("docs", timeout=2.0)
-    assert time.monotonic() - started < 1.0
+        flush("docs", timeout=3.0)  # the server's next slot is about 5 s away
+    took = time.monotonic() - started
+    assert took < 2.0, f"{took:.3f} s: it waited (into its 3 s budget) instead of failing"
     assert caught.value.code == 8 and "rate=0.2" in caught.value.reason
     assert caught.value.throttled == 1 and caught.value.retry_after > 3.0
     assert "rate limited" in str(caught.value)
@@ -215,12 +215,16 @@ def test_a_call_learns_the_rate_and_fails_at_once_when_its_budget_is_too_short(
 
 def test_callers_arriving_over_time_share_one_flush_per_slot(fake, client, runtime):
     fake.limit_flush_rate(2.0)  # every 0.5 s
-    callers = [Caller(at=0.04 * i, options={"timeout": 10.0}) for i in range(30)]  # 1.2 s
+    # arrivals spread over about 1.2 s (load: the checks use when they really began)
+    callers = [Caller(at=0.04 * i, options={"timeout": 10.0}) for i in range(30)]
     outcomes = run_together(runtime, client, callers)
     assert all(isinstance(o, flushkit.FlushResult) for o in outcomes), outcomes
     assert len(fake.throttled_calls) <= 2
     admitted = [c for c in fake.flush_calls if not c.throttled]
-    assert len(admitted) <= 5  # ~1.2 s of arrivals at one slot per 0.5 s, and the first
+    arrivals = max(c.began for c in callers) - min(c.began for c in callers)
+    # one Flush per 0.5 s slot while calls arrive, the first, and one for the last arrivals
+    assert len(admitted) <= 2 + arrivals / 0.5, (len(admitted), arrivals)
+    assert len(admitted) < len(callers) / 3  # shared, not one Flush per call
     for caller in callers:
         covering = [c for c in admitted if c.started >= caller.began]
         assert covering, "every call is served by a Flush sent after it began"
@@ -256,11 +260,11 @@ def test_several_collections_each_at_their_own_slot(fake, client, runtime):
 
 
 def a_call_behind_a_hanging_flush(fake, client, runtime) -> tuple[Caller, float]:
-    """A Flush that hangs, and a call arriving 0.1 s later: the call, and how long after
-    the hanging Flush its own went."""
+    """A Flush that hangs, and a call arriving once the server received it: the call, and
+    how long after the hanging Flush its own went."""
     fake.script_flush(hang())
-    callers = [Caller(options={"timeout": 4.0}), Caller(at=0.1, options={"timeout": 4.0})]
-    hung, behind = run_together(runtime, client, callers)
+    callers = [Caller(options={"timeout": 4.0}), Caller(after_flushes=1, options={"timeout": 4.0})]
+    hung, behind = run_together(runtime, client, callers, server=fake)
     assert isinstance(hung, flushkit.FlushTimeoutError)
     assert isinstance(behind, flushkit.FlushResult), behind
     first, second = fake.flush_calls
@@ -269,9 +273,9 @@ def a_call_behind_a_hanging_flush(fake, client, runtime) -> tuple[Caller, float]
 
 def test_a_hanging_flush_holds_the_calls_behind_it_for_at_most_the_hold(fake, client, runtime):
     behind, after = a_call_behind_a_hanging_flush(fake, client, runtime)
-    # no answer timed yet on this server: the calls behind wait HOLD_MAX at most
-    assert after >= HOLD_MAX - 0.05
-    assert behind.ended - behind.began < 3.0  # not held until its own deadline
+    # no answer timed yet on this server: the calls behind wait the README's 1 s
+    assert after >= 1.0 - 0.05  # a lower bound (server clock, send to send)
+    assert behind.ended - behind.began < 3.0  # not held until its own 4 s deadline
 
 
 @pytest.mark.parametrize("runtime", ["blocking", "asyncio", "trio"])  # "aio": run_together
@@ -285,7 +289,8 @@ def test_once_the_server_is_known_to_be_fast_a_hanging_flush_holds_for_less(  # 
         flush("docs", timeout=4.0)
     fake.clear_calls()
     _, after = a_call_behind_a_hanging_flush(fake, client, runtime)
-    assert after < HOLD_MAX - 0.2
+    # 4 times the usual ~1 ms (at least 50 ms), against the untimed 1 s of the test above
+    assert after < 1.0 - 0.2
 
 
 def test_pacing_is_logged_counted_and_traced(fake, client, runtime, spans):
@@ -338,7 +343,7 @@ def test_a_throttled_shared_round_goes_again_together(fake, client, runtime):
         client,
         server=fake,
         callers=[Caller(options={"timeout": 5.0})]
-        + [Caller(at=0.05, after_lead=True, options={"timeout": 5.0}) for _ in range(8)],
+        + [Caller(after_flushes=1, options={"timeout": 5.0}) for _ in range(8)],
     )
     assert all(isinstance(o, flushkit.FlushResult) for o in outcomes), outcomes
     assert len(fake.flush_calls) == 3  # the leader's, the throttled round, the round again

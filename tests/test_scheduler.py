@@ -23,9 +23,9 @@ def test_coalescing_tells_databases_apart(fake, client, runtime):
     fake.script_flush(delay(0.3))
     callers = [
         Caller(options={"db_name": "a"}),
-        Caller(at=0.05, after_lead=True, options={"db_name": "a"}),
-        Caller(at=0.05, after_lead=True, options={"db_name": "b"}),
-        Caller(at=0.05, after_lead=True, options={"db_name": "b"}),
+        Caller(after_flushes=1, options={"db_name": "a"}),
+        Caller(after_flushes=1, options={"db_name": "b"}),
+        Caller(after_flushes=1, options={"db_name": "b"}),
     ]
     outcomes = run_together(runtime, client, callers, server=fake)
     assert all(isinstance(o, flushkit.FlushResult) for o in outcomes), outcomes
