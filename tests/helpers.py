@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import pymilvus
 from pymilvus import AsyncMilvusClient, MilvusClient
 
 import flushkit
@@ -25,6 +26,9 @@ from flushkit.testing import MilvusTestServer
 RUNTIMES = ("blocking", "asyncio", "trio", "aio")
 
 FlushCall = Callable[..., flushkit.FlushResult]
+
+#: The installed pymilvus's major version (2: the 2.6 line, 3: 3.x).
+PYMILVUS_MAJOR = int(pymilvus.__version__.split(".")[0])
 
 
 def backend_of(runtime: str) -> str:
@@ -209,6 +213,15 @@ def joined(thread: threading.Thread, timeout: float = PATIENCE, what: str = "") 
     assert not thread.is_alive(), (
         f"{what or thread.name} still running {timeout} s after the test joined it: a hang"
     )
+
+
+async def received(server: MilvusTestServer, n: int = 1, method: str | None = "Flush") -> None:
+    """Wait (in an event loop, without blocking it) until ``server`` has received ``n``
+    calls of ``method``; fail after PATIENCE."""
+    give_up = time.monotonic() + PATIENCE
+    while sum(method in (None, call.method) for call in server.calls) < n:
+        assert time.monotonic() < give_up, f"the test server never received {n} {method} calls"
+        await anyio.sleep(0.001)
 
 
 def joined_all(threads: list[threading.Thread], timeout: float = PATIENCE) -> None:
