@@ -8,14 +8,12 @@ import grpc
 import pytest
 
 import flushkit
-from flushkit._models import FlushRequest
 from flushkit.testing import abort, disconnect, hang, status
 
 from .helpers import RecordingLogger, flush_in
 
 RATE_LIMITED = status(8, 49, "rate limit exceeded[rate=0.1]", retriable=True)
 UNAVAILABLE = status(2, 1, "service unavailable", retriable=True)
-REQUEST = FlushRequest(("docs",), "default", None, False, 0.0)
 
 
 def error(cls=flushkit.RateLimitedError, retryable=True):
@@ -107,15 +105,16 @@ def test_stops_at_the_maximum_number_of_attempts(fake, runtime, client):
 
 def test_never_sleeps_past_the_deadline_and_fails_with_the_last_error(fake, runtime, client):
     fake.script_flush(*[UNAVAILABLE] * 20)
-    flush = flush_in(
-        runtime, client, middleware=chain(RecordingLogger(), attempts=20, initial=0.2, jitter=0)
-    )
+    policy = {"attempts": 20, "initial": 1.0, "maximum": 4.0, "jitter": 0}
+    flush = flush_in(runtime, client, middleware=chain(RecordingLogger(), **policy))
     started = time.monotonic()
-    with pytest.raises(flushkit.ServiceUnavailableError):
-        flush("docs", timeout=0.5)
+    with pytest.raises(flushkit.ServiceUnavailableError) as caught:  # not a FlushTimeoutError
+        flush("docs", timeout=2.5)
     took = time.monotonic() - started
-    assert took < 0.5, f"{took:.3f} s: it slept into the deadline instead of failing at once"
-    assert len(fake.flush_calls) == 2  # 0.2 s + 0.4 s would not fit in 0.5 s
+    # It fails after its 1 s pause and second try, not at its 2.5 s deadline:
+    assert took < 2.0, f"{took:.3f} s: it slept into the deadline instead of failing at once"
+    assert caught.value.attempts == 2
+    assert len(fake.flush_calls) == 2  # 1 s + 2 s of pauses would not fit in 2.5 s
 
 
 @pytest.mark.parametrize(
