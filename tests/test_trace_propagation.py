@@ -5,14 +5,15 @@ tests/test_real_server.py."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from opentelemetry import context, propagate, trace
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import NoOpTracerProvider
 
 import flushkit
-from flushkit.middleware._tracing import carried_context
 from flushkit.testing import delay
 
 from .helpers import RecordingLogger, flush_in, leader_then, run_together
@@ -61,16 +62,44 @@ def test_without_a_recording_span_nothing_is_injected(fake, client, runtime, spa
     assert fake.calls and all("traceparent" not in call.metadata for call in fake.calls)
 
 
-def test_the_sampled_bit_alone_is_sent_whatever_the_span_flags():
-    # recent SDKs set the W3C Level 2 "random" bit too (0x03), which Milvus 2.3 ignores
-    span = trace.NonRecordingSpan(
-        trace.SpanContext(0x1234, 0x5678, is_remote=False, trace_flags=trace.TraceFlags(0x03))
-    )
-    assert dict(carried_context(span))["traceparent"] == f"00-{0x1234:032x}-{0x5678:016x}-01"
-    unsampled = trace.NonRecordingSpan(
-        trace.SpanContext(0x1234, 0x5678, is_remote=False, trace_flags=trace.TraceFlags(0x02))
-    )
-    assert dict(carried_context(unsampled))["traceparent"].endswith("-00")
+class FlaggedSpan(trace.NonRecordingSpan):
+    """A span that records nothing but says it does, with the trace flags it was given."""
+
+    def is_recording(self) -> bool:
+        return True
+
+
+class FlaggedTracer(trace.Tracer):
+    def __init__(self, flags: int) -> None:
+        self.flags = flags
+
+    def start_span(self, name: str, context: Any = None, *args: Any, **kwargs: Any) -> Any:
+        flags = trace.TraceFlags(self.flags)
+        return FlaggedSpan(trace.SpanContext(0x1234, 0x5678, is_remote=False, trace_flags=flags))
+
+    @contextmanager
+    def start_as_current_span(self, name: str, context: Any = None, *args: Any, **kwargs: Any):
+        with trace.use_span(self.start_span(name, context), end_on_exit=True) as span:
+            yield span
+
+
+class FlaggedTracerProvider(trace.TracerProvider):
+    """Its tracers start spans with these trace flags (through OpenTelemetry's API)."""
+
+    def __init__(self, flags: int) -> None:
+        self.flags = flags
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return FlaggedTracer(self.flags)
+
+
+@pytest.mark.parametrize(("flags", "sent"), [(0x03, "01"), (0x01, "01"), (0x02, "00")])
+def test_the_sampled_bit_alone_is_sent_whatever_the_span_flags(fake, client, flags, sent):
+    # recent SDKs set the W3C Level 2 "random" bit too (0x02), which Milvus 2.3 ignores
+    chain = flushkit.default_middleware(tracer_provider=FlaggedTracerProvider(flags))
+    flushkit.Flusher(client, middleware=chain).flush("docs")
+    expected = f"00-{0x1234:032x}-{0x5678:016x}-{sent}"
+    assert fake.flush_calls[-1].metadata["traceparent"] == expected
 
 
 def test_the_applications_propagators_are_honoured(fake, client, spans):
