@@ -376,7 +376,8 @@ class MilvusTestServer:
         self._databases: set[str] = set()
         self._flush_rate: float | None = None
         self._flush_per_collection = True
-        self._last_admitted: dict[str | None, float] = {}  # collection (None: all): monotonic
+        #: (database, collection) (None: all) -> when its last Flush was admitted (monotonic)
+        self._last_admitted: dict[tuple[str, str] | None, float] = {}
         self._last_timestamp = 0  # the oracle's last hybrid timestamp
         self._baseline = self._next_timestamp()  # GetFlushState(T <= this) is flushed
         # (database, collection): admitted Flushes as (flush timestamp, monotonic time it
@@ -484,14 +485,15 @@ class MilvusTestServer:
         """From now on, throttle Flush to ``rate`` per second (None: stop throttling).
 
         A Flush is admitted when at least ``1 / rate`` seconds have passed since the last
-        admitted Flush of every collection it names (the first Flush of a collection always
-        is); otherwise it answers Milvus's rate-limit status (code 8, error_code 49 RateLimit,
-        retriable, reason "request is rejected by grpc RateLimiter middleware, please retry
-        later: rate limit exceeded[rate=<rate>]"), admits none of its collections, consumes
-        no script, and its ``ReceivedCall`` is marked ``throttled``. ``per_collection=False``: one
-        limiter for every Flush of the server, as Milvus 2.3's proxy. An admitted Flush
-        counts whatever its script then answers. Each call forgets the limiter's past
-        admissions; ``reset()`` turns it off.
+        admitted Flush of every collection it names in its database (the first Flush of a
+        collection always is; the same name in another database is another collection, as
+        Milvus limits each collection ID); otherwise it answers Milvus's rate-limit status
+        (code 8, error_code 49 RateLimit, retriable, reason "request is rejected by grpc
+        RateLimiter middleware, please retry later: rate limit exceeded[rate=<rate>]"),
+        admits none of its collections, consumes no script, and its ``ReceivedCall`` is
+        marked ``throttled``. ``per_collection=False``: one limiter for every Flush of the
+        server, as Milvus 2.3's proxy. An admitted Flush counts whatever its script then
+        answers. Each call forgets the limiter's past admissions; ``reset()`` turns it off.
         """
         if rate is not None and not (
             isinstance(rate, numbers.Real)
@@ -608,7 +610,9 @@ class MilvusTestServer:
                 behaviour: Behaviour = status(100, 4, f"collection not found[collection={ghost}]")
             elif method == ALLOC_TIMESTAMP and self._alloc_timestamp_unimplemented:
                 behaviour = _UNIMPLEMENTED
-            elif rate is not None and not self._admit(names, rate):
+            elif rate is not None and not self._admit(
+                _db_name(request, call.metadata), names, rate
+            ):
                 call.throttled = True
                 behaviour = _rate_limited(rate)
             elif queue := self._scripts[method]:
@@ -624,11 +628,13 @@ class MilvusTestServer:
         finally:
             call.ended = time.monotonic()
 
-    def _admit(self, names: Any, rate: float) -> bool:
-        """The Flush rate limiter (under the lock): admit a Flush naming ``names``?"""
-        keys: list[str | None] = [None]  # one limiter for the whole server
+    def _admit(self, db_name: str, names: Any, rate: float) -> bool:
+        """The Flush rate limiter (under the lock): admit a Flush naming ``names`` in
+        ``db_name``? Per collection as Milvus's proxy limits it: per collection ID, so a
+        collection of the same name in another database has a limiter of its own."""
+        keys: list[tuple[str, str] | None] = [None]  # one limiter for the whole server
         if self._flush_per_collection:
-            keys = list(dict.fromkeys(names))  # unique, in order
+            keys = [(db_name, name) for name in dict.fromkeys(names)]  # unique, in order
         now = time.monotonic()
         for key in keys:
             last = self._last_admitted.get(key)
