@@ -61,7 +61,8 @@ class Start(NamedTuple):
 
 class Wait(NamedTuple):
     """Sleep until ``bell`` rings or ``until`` (None: only the bell) has come; ``slot``
-    is the collection's slot when the call waits for one (pacing), else None."""
+    is when the call's wait for a collection's slot ends (pacing; the looks it makes
+    meanwhile aside), else None."""
 
     bell: Bell
     until: float | None

@@ -95,6 +95,7 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pymilvus.grpc_gen import milvus_pb2
@@ -176,11 +177,21 @@ class FlushScheduler:
         "_lock",
         "_persist",
         "_seeded",
+        "clock",
         "covers",
         "interval",
+        "spread",
     )
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        spread: Callable[[], float] | None = None,
+    ) -> None:
+        #: What the scheduler reads the time from, and draws an estimated slot's
+        #: spread (in [0, SPREAD]) from: a test of its decisions passes its own.
+        self.clock = clock
+        self.spread = spread or _spread
         # One lock for every collection, round and ticket: its sections are short and
         # never perform I/O.
         self._lock = threading.Lock()
@@ -217,7 +228,7 @@ class FlushScheduler:
     def join(self, request: FlushRequest) -> Turn:
         """Take ``request``'s place in each of its collections: alone at once (``Turn.first``
         is its own Flush) for the usual call, else a ticket in each collection's round."""
-        now = time.monotonic()
+        now = self.clock()
         db_name = request.db_name
         names = request.collection_names
         turn = Turn(self, request)
@@ -227,12 +238,8 @@ class FlushScheduler:
                 self._expire(now)
             if len(names) == 1:  # the usual call
                 state = self._collection(db_name, names[0])
-                slot = state.slot
-                deadline = request.deadline
-                if (
-                    slot <= now
-                    and (deadline is None or slot <= deadline)
-                    and (not request.coalesce or (state.gathering is None and not state.in_flight))
+                if state.slot <= now and (
+                    not request.coalesce or (state.gathering is None and not state.in_flight)
                 ):
                     state.in_flight += 1
                     state.newest_start = now
@@ -252,7 +259,9 @@ class FlushScheduler:
         """The state of a collection, made at its first call (under the lock)."""
         state = self._collections.get((db_name, name))
         if state is None:
-            state = self._collections[(db_name, name)] = Collection(db_name, name, self._lock)
+            state = self._collections[(db_name, name)] = Collection(
+                db_name, name, self._lock, clock=self.clock, spread=self.spread
+            )
             if len(self._collections) > self._largest:
                 self._largest = len(self._collections)
         return state
@@ -379,6 +388,7 @@ class Collection:
     __slots__ = (
         "admitted_at",
         "backoff",
+        "clock",
         "db_name",
         "estimated",
         "expires",
@@ -389,12 +399,23 @@ class Collection:
         "name",
         "newest_start",
         "slot",
+        "spread",
         "users",
     )
 
-    def __init__(self, db_name: str, name: str, lock: threading.Lock | None = None) -> None:
-        #: The scheduler's lock.
+    def __init__(
+        self,
+        db_name: str,
+        name: str,
+        lock: threading.Lock | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        spread: Callable[[], float] | None = None,
+    ) -> None:
+        #: The scheduler's lock, clock and spread.
         self.lock = lock or threading.Lock()
+        self.clock = clock
+        self.spread = spread or _spread
         self.db_name = db_name
         self.name = name
         #: The earliest time the next Flush may go.
@@ -445,7 +466,7 @@ class Collection:
         if not covers:
             self.slot = max(self.slot, now + self.backoff)
         elif not (self.estimated and self.slot > now):  # another client's Flush
-            self.slot = now + window + random.uniform(0.0, SPREAD)
+            self.slot = now + window + self.spread()
             self.estimated = True
         return interval, max(self.slot, now + window)
 
@@ -457,7 +478,7 @@ class Collection:
         if not self.estimated and self.slot > now:
             return self.slot
         window = interval or DEFAULT_WINDOW
-        self.slot = max(self.slot, now + window + random.uniform(0.0, SPREAD))
+        self.slot = max(self.slot, now + window + self.spread())
         self.estimated = True
         return self.slot
 
@@ -532,7 +553,7 @@ class Round:
     def land(self, response: Any, error: BaseException | None) -> None:
         """The shared round's RPC ended (``(None, None)``: cancelled): keep the outcome
         and ring the members' bells. Runs wherever the RPC ended (gRPC's thread)."""
-        self.outcome = (response, error, time.monotonic())
+        self.outcome = (response, error, self.state.clock())
         with self.state.lock:
             self.landed = True
             bells = _bells_of(self.members)
@@ -643,8 +664,8 @@ class Turn:
 
     def answered(self, response: Any, error: BaseException | None) -> None:
         """The call's own Flush ended: ``response``, or ``error`` (a FlushError)."""
-        now = time.monotonic()
         scheduler = self.scheduler
+        now = scheduler.clock()
         bells: list[Bell] = []
         state = self.alone
         with scheduler._lock:
@@ -738,11 +759,13 @@ class Turn:
         request = self.request
         deadline = request.deadline
         scheduler = self.scheduler
-        now = time.monotonic()
+        now = scheduler.clock()
         bells: list[Bell] = []
         lead: list[Ticket] = []
         until: float | None = None
-        paced = False
+        #: When the earliest wait for a slot ends (a call's last chance, if first): the
+        #: pacing the call announces, whatever looks it makes meanwhile.
+        slot_ends: float | None = None
         refused: Ticket | None = None
         effect: Call | Start | Wait | None = None
         with scheduler._lock:
@@ -779,6 +802,8 @@ class Turn:
                     ready = max(ready, state.newest_start + scheduler._hold())
                 probe = round_.probes and round_.prober is None and scheduler.covers is not False
                 if ready > now:
+                    if slot > now and (slot_ends is None or ready < slot_ends):
+                        slot_ends = ready
                     if probe and slot > now:  # waiting for a slot: look for coverage
                         if round_.ts is None:
                             if slot - now >= PROBE_EVERY:
@@ -790,7 +815,7 @@ class Turn:
                         elif round_.probe_at < ready:
                             ready = round_.probe_at
                     if until is None or ready < until:
-                        until, paced = ready, slot > now
+                        until = ready
                     continue
                 if round_.ts is not None and round_.looked < ready:
                     if probe:  # one more look before it sends
@@ -799,7 +824,9 @@ class Turn:
                     if round_.prober is not None:  # another member looks: see soon
                         ready = now + PROBE_EVERY
                         if until is None or ready < until:
-                            until, paced = ready, True
+                            until = ready
+                        if slot_ends is None or ready < slot_ends:
+                            slot_ends = ready
                         continue
                 if slot > now:
                     self.spent = True
@@ -826,7 +853,7 @@ class Turn:
                     wake = until
                     if deadline is not None and (wake is None or deadline < wake):
                         wake = deadline
-                    effect = Wait(self.bell, wake, until if paced else None)
+                    effect = Wait(self.bell, wake, slot_ends)
         for bell in bells:
             if bell is not self.bell:
                 bell.ring()
@@ -863,7 +890,7 @@ class Turn:
         round_, method, sent, ts, asked = self.probing
         self.probing = None
         scheduler = self.scheduler
-        now = time.monotonic()
+        now = scheduler.clock()
         bells: list[Bell] = []
         with scheduler._lock:
             round_.prober = None
@@ -931,7 +958,7 @@ class Turn:
         bells: list[Bell] = []
         scheduler = self.scheduler
         with scheduler._lock:
-            now = time.monotonic()
+            now = scheduler.clock()
             freed = []  # collections with one Flush fewer in flight: their next round may go
             self.first = None
             if self.probing is not None:  # another member probes in its place
@@ -990,6 +1017,11 @@ class Turn:
 #: One answer of a call: a response, the part of the request it answers, its status,
 #: how it came ("flush", "shared" or "covered").
 Answer = tuple[Any, FlushRequest, Status, str]
+
+
+def _spread() -> float:
+    """An estimated slot's random spread: up to :data:`SPREAD`."""
+    return random.uniform(0.0, SPREAD)
 
 
 def _usual(usual: float | None, seconds: float) -> float:

@@ -1,0 +1,1011 @@
+"""The flush scheduler's decisions, driven step by step with a clock of the test's own:
+what a call does next (send, start a shared round, probe, wait, give up), and what it
+learns from each answer. Pure logic: no server, no channel, no sleeping (the mutation
+run's tests for ``flushkit._scheduler``; docs/mutation.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from pymilvus.grpc_gen import common_pb2, milvus_pb2
+
+import flushkit
+from flushkit._effects import ALLOC_TIMESTAMP, FLUSH, GET_FLUSH_STATE, Call, Start, Wait
+from flushkit._models import FlushRequest, new_request
+from flushkit._scheduler import FlushScheduler, Turn, is_throttled, rate_named_in
+
+pytestmark = pytest.mark.pure
+
+T0 = 1000.0
+#: A throttled answer naming Milvus's default rate: one Flush every 10 s.
+RATE_LIMITED = {"code": 8, "error_code": 49, "reason": "rate limit exceeded[rate=0.1]"}
+
+
+class Clock:
+    """The scheduler's time, moved only by the test."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Handle:
+    """A shared round's RPC as the driver would hold it."""
+
+    def __init__(self) -> None:
+        self.cancelled = 0
+
+    def cancel(self) -> None:
+        self.cancelled += 1
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+#: The spread an estimated slot gets in these tests (the most it may be: see the module).
+SPREAD_DRAWN = 0.3
+
+
+class Watched(FlushScheduler):
+    """A scheduler that keeps the turns it made, so that a test's end can look at what
+    is left once every call is over."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock=clock, spread=lambda: SPREAD_DRAWN)
+        self.turns: list[Turn] = []
+
+    def join(self, request: FlushRequest) -> Turn:
+        turn = super().join(request)
+        self.turns.append(turn)
+        return turn
+
+
+@pytest.fixture
+def scheduler(clock: Clock) -> Iterator[FlushScheduler]:
+    """A connection's scheduler whose server does not answer AllocTimestamp (as Milvus
+    Lite): pacing and coalescing alone, no looking for coverage. At the test's end,
+    once every call has left, nothing of them is left: no collection counts a call or
+    a Flush in flight, and once their pacing has passed the collections are forgotten."""
+    scheduler = Watched(clock)
+    scheduler.covers = False
+    yield scheduler
+    for turn in scheduler.turns:
+        turn.leave()
+    for key, state in scheduler._collections.items():
+        assert (state.users, state.in_flight) == (0, 0), key
+        assert state.gathering is None or not state.gathering.members, key
+    clock.advance(3600)
+    scheduler.join(request_at(clock, "fresh")).leave()  # a join looks at what expired
+    assert list(scheduler._collections) == []
+
+
+def rung(wait: Wait) -> bool:
+    """Whether ``wait``'s bell was rung since the call looked (a driver would not sleep)."""
+    return not wait.bell.arm(lambda: None)
+
+
+@pytest.fixture
+def looks(scheduler: FlushScheduler) -> None:
+    """The scheduler's server may answer AllocTimestamp (not asked yet)."""
+    scheduler.covers = None
+
+
+def request_at(
+    clock: Clock,
+    *names: str,
+    db: str = "default",
+    timeout: float | None = None,
+    wait: bool = False,
+    coalesce: bool = True,
+    trace: object = None,
+) -> FlushRequest:
+    """A call's request as the chain hands it to the core, begun now."""
+    return new_request(
+        {
+            "collection_names": names or ("docs",),
+            "db_name": db,
+            "timeout": timeout,
+            "wait": wait,
+            "started": clock.now,
+            "deadline": None if timeout is None else clock.now + timeout,
+            "server_address": None,
+            "server_port": None,
+            "coalesce": coalesce,
+            "trace": trace,
+        }
+    )
+
+
+def flushed(*names: str, db: str = "default", **status: object) -> milvus_pb2.FlushResponse:
+    """A Flush response for ``names`` (segment 7 each), with ``status`` (default: ok)."""
+    response = milvus_pb2.FlushResponse(db_name=db, status=common_pb2.Status(**status))
+    for name in names or ("docs",):
+        response.coll_segIDs[name].data.append(7)
+    return response
+
+
+def throttled(*names: str, reason: str = RATE_LIMITED["reason"]) -> milvus_pb2.FlushResponse:
+    return flushed(*names, code=8, error_code=49, reason=reason)
+
+
+def flush_sent(effect: object, *names: str, db: str = "default") -> Call:
+    """``effect`` is the call's own Flush of ``names`` in ``db``."""
+    assert type(effect) is Call, effect
+    assert effect.method == FLUSH
+    assert effect.message.db_name == db
+    assert tuple(effect.message.collection_names) == (names or ("docs",))
+    return effect
+
+
+def waits(effect: object) -> Wait:
+    assert type(effect) is Wait, effect
+    return effect
+
+
+def admit(scheduler: FlushScheduler, clock: Clock, name: str = "docs", **options: object):
+    """One call alone on an idle collection, admitted: the collection's pacing starts."""
+    turn = scheduler.join(request_at(clock, name, **options))
+    flush_sent(turn.next(), name, db=str(options.get("db", "default")))
+    turn.answered(flushed(name), None)
+    assert turn.next() is None
+    return turn
+
+
+# the usual call
+
+
+def test_the_usual_call_sends_its_own_flush_at_once_and_is_answered_by_it(scheduler, clock):
+    request = request_at(clock, "docs", db="shop")
+    turn = scheduler.join(request)
+    call = flush_sent(turn.next(), "docs", db="shop")
+    assert call.request is request
+    response = flushed("docs", db="shop")
+    turn.answered(response, None)
+    assert turn.next() is None
+    [(answer, part, status, how)] = turn.answers()
+    assert answer is response and part is request and status.ok and how == "flush"
+    turn.leave()
+
+
+def test_a_failed_flush_is_raised_to_its_caller(scheduler, clock):
+    turn = scheduler.join(request_at(clock))
+    flush_sent(turn.next())
+    error = flushkit.ServerError("broken", code=5)
+    turn.answered(None, error)
+    with pytest.raises(flushkit.ServerError) as raised:
+        turn.answers()
+    assert raised.value is error
+
+
+def test_an_answer_with_an_error_status_is_the_callers_not_a_throttling(scheduler, clock):
+    turn = scheduler.join(request_at(clock))
+    flush_sent(turn.next())
+    response = flushed(code=100, error_code=4, reason="collection not found")
+    turn.answered(response, None)
+    assert turn.next() is None
+    [(answer, _, status, how)] = turn.answers()
+    assert answer is response and status.code == 100 and how == "flush"
+    # and it paces nothing: the next call goes at once
+    flush_sent(scheduler.join(request_at(clock)).next())
+
+
+def test_several_collections_go_in_one_flush_and_share_its_answer(scheduler, clock):
+    request = request_at(clock, "a", "b")
+    turn = scheduler.join(request)
+    call = flush_sent(turn.next(), "a", "b")
+    assert call.request is request
+    response = flushed("a", "b")
+    turn.answered(response, None)
+    assert turn.next() is None
+    [(answer, part, status, how)] = turn.answers()
+    assert answer is response and part is request and how == "flush" and status.ok
+
+
+# coalescing: rounds, the hold, databases apart
+
+
+def test_a_call_behind_a_flush_in_flight_gathers_and_is_held_for_at_most_the_hold(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    clock.advance(0.01)
+    behind = scheduler.join(request_at(clock))
+    wait = waits(behind.next())
+    assert wait.until == pytest.approx(T0 + 1.0)  # HOLD_MAX: no Flush timed yet
+    assert wait.slot is None  # held, not paced
+    clock.advance(1.0)
+    flush_sent(behind.next())  # the hold is over: it sends the next round itself
+    first.answered(flushed(), None)
+    behind.answered(flushed(), None)
+    assert behind.next() is None
+    assert behind.answers()[0][3] == "flush"
+
+
+def test_once_a_flush_was_timed_the_hold_is_four_times_its_latency(scheduler, clock):
+    turn = scheduler.join(request_at(clock))
+    flush_sent(turn.next())
+    clock.advance(0.1)
+    turn.answered(flushed(), None)
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    behind = scheduler.join(request_at(clock))
+    assert waits(behind.next()).until == pytest.approx(clock.now + 0.4)
+
+
+def test_the_hold_stays_within_its_bounds(scheduler, clock):
+    for latency, hold in ((0.001, 0.05), (5.0, 1.0)):
+        turn = scheduler.join(request_at(clock))
+        flush_sent(turn.next())
+        clock.advance(latency)
+        turn.answered(flushed(), None)
+        clock.advance(20)
+        first = scheduler.join(request_at(clock))
+        flush_sent(first.next())
+        behind = scheduler.join(request_at(clock))
+        assert waits(behind.next()).until == pytest.approx(clock.now + hold)
+        first.answered(flushed(), None)
+        behind.leave()
+        clock.advance(20)
+
+
+def test_the_calls_gathered_behind_a_flush_share_the_next_one(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    one = scheduler.join(request_at(clock, timeout=30, trace="one"))
+    two = scheduler.join(request_at(clock, timeout=60, trace="two"))
+    woken: list[int] = []
+    for i, turn in enumerate((one, two)):  # each sleeps: not rung since it looked
+        assert waits(turn.next()).bell.arm(lambda i=i: woken.append(i))
+    first.answered(flushed(), None)  # rings the gathered calls: the next round may go
+    assert sorted(woken) == [0, 1]
+    start = one.next()
+    assert type(start) is Start
+    assert start.call.method == FLUSH
+    assert tuple(start.call.message.collection_names) == ("docs",)
+    shared = start.call.request
+    assert shared.deadline == pytest.approx(T0 + 60)  # the latest member's
+    assert shared.timeout is None and shared.coalesce and shared.trace == "one"
+    handle = Handle()
+    one.started(start.round, handle)
+    landing = waits(two.next())
+    assert landing.slot is None and landing.until == T0 + 60  # the landing, or its deadline
+    response = flushed()
+    start.round.land(response, None)
+    assert rung(landing)
+    for turn in (one, two):
+        assert turn.next() is None
+        [(answer, _, status, how)] = turn.answers()
+        assert answer is response and status.ok and how == "shared"
+    assert two.tickets[0].sent_by == "one" and one.tickets[0].sent_by is None
+    one.leave()
+    two.leave()
+    assert handle.cancelled == 0
+
+
+def test_a_shared_rounds_error_is_each_callers_own_marked_coalesced(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    one, two = (scheduler.join(request_at(clock)) for _ in range(2))
+    first.answered(flushed(), None)
+    start = one.next()
+    one.started(start.round, Handle())
+    error = flushkit.ServerError("broken", code=5)
+    start.round.land(None, error)
+    raised = []
+    for turn in (one, two):
+        with pytest.raises(flushkit.ServerError) as caught:
+            assert turn.next() is None  # (the sender settles the round: then its answers)
+            turn.answers()
+        raised.append(caught.value)
+    assert raised[0] is not raised[1] and raised[0] is not error
+    assert all(e.coalesced for e in raised) and not error.coalesced
+
+
+def test_a_shared_round_every_member_left_is_cancelled(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    one, two = (scheduler.join(request_at(clock)) for _ in range(2))
+    first.answered(flushed(), None)
+    start = one.next()
+    handle = Handle()
+    one.started(start.round, handle)
+    one.leave()
+    assert handle.cancelled == 0  # another member still waits for it
+    two.leave()
+    assert handle.cancelled == 1
+    # and the collection is free: the next call goes alone at once
+    flush_sent(scheduler.join(request_at(clock)).next())
+
+
+def test_a_shared_round_abandoned_before_it_started_is_cancelled_as_it_starts(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    one, two = (scheduler.join(request_at(clock)) for _ in range(2))
+    first.answered(flushed(), None)
+    start = one.next()
+    one.leave()
+    two.leave()
+    handle = Handle()
+    one.started(start.round, handle)
+    assert handle.cancelled == 1
+
+
+def test_a_shared_round_that_failed_to_start_goes_back_for_another_member_to_send(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    one, two = (scheduler.join(request_at(clock)) for _ in range(2))
+    first.answered(flushed(), None)
+    start = one.next()
+    one.unsend(start.round)
+    one.leave()
+    again = two.next()
+    flush_sent(again)  # alone in the round now: its own Flush
+    two.answered(flushed(), None)
+    assert two.next() is None and two.answers()[0][3] == "flush"
+
+
+def test_the_last_member_leaving_a_landed_round_learns_from_its_answer(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    one, two = (scheduler.join(request_at(clock)) for _ in range(2))
+    first.answered(flushed(), None)
+    start = one.next()
+    one.started(start.round, Handle())
+    clock.advance(0.1)
+    start.round.land(throttled(), None)
+    one.leave()
+    two.leave()
+    # the throttled answer was learned: the next call is paced to the slot
+    late = scheduler.join(request_at(clock, timeout=1))
+    with pytest.raises(flushkit.RateLimitedError) as refused:
+        late.next()
+    assert refused.value.retry_after == pytest.approx(T0 + 10 - clock.now)
+
+
+def test_calls_without_coalescing_send_their_own_flush_even_behind_one_in_flight(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    private = scheduler.join(request_at(clock, coalesce=False))
+    flush_sent(private.next())
+    private.answered(flushed(), None)
+    assert private.next() is None and private.answers()[0][3] == "flush"
+
+
+def test_private_calls_gathered_for_a_slot_each_send_their_own(scheduler, clock):
+    scheduler.seed(1.0)
+    admit(scheduler, clock)
+    one, two = (scheduler.join(request_at(clock, coalesce=False)) for _ in range(2))
+    for turn in (one, two):
+        assert waits(turn.next()).slot == pytest.approx(T0 + 1.0)
+    clock.advance(1.0)
+    for turn in (one, two):
+        flush_sent(turn.next())
+
+
+def test_the_same_collection_name_in_two_databases_is_two_collections(scheduler, clock):
+    in_a = scheduler.join(request_at(clock, "docs", db="a"))
+    flush_sent(in_a.next(), "docs", db="a")
+    in_b = scheduler.join(request_at(clock, "docs", db="b"))
+    flush_sent(in_b.next(), "docs", db="b")  # not held behind a's Flush
+    in_a.answered(throttled(reason="too many"), None)  # backs a off 0.25 s
+    in_b.answered(flushed(db="b"), None)
+    assert in_b.next() is None
+    assert waits(in_a.next()).slot == pytest.approx(T0 + 0.25)
+    # a's throttling paces a, not b
+    flush_sent(scheduler.join(request_at(clock, "docs", db="b")).next(), "docs", db="b")
+    assert waits(scheduler.join(request_at(clock, "docs", db="a")).next()).until == (
+        pytest.approx(T0 + 0.25)
+    )
+
+
+def test_a_multi_collection_call_behind_one_in_flight_sends_the_rest_at_once(scheduler, clock):
+    first = scheduler.join(request_at(clock, "a"))
+    flush_sent(first.next(), "a")
+    both = scheduler.join(request_at(clock, "a", "b"))
+    call = flush_sent(both.next(), "b")  # b is idle: its Flush goes now, a's is held
+    assert call.request.collection_names == ("b",)
+    both.answered(flushed("b"), None)
+    first.answered(flushed("a"), None)
+    call = flush_sent(both.next(), "a")
+    response = flushed("a")
+    both.answered(response, None)
+    assert both.next() is None
+    answers = both.answers()
+    assert [part.collection_names for _, part, _, _ in answers] == [("a",), ("b",)]
+    assert answers[0][0] is response
+
+
+# pacing: slots, intervals, refusals
+
+
+def test_an_admitted_flush_paces_the_next_one_interval_later(scheduler, clock):
+    scheduler.seed(2.0)
+    admit(scheduler, clock)
+    turn = scheduler.join(request_at(clock))
+    wait = waits(turn.next())
+    assert wait.until == wait.slot == pytest.approx(T0 + 2.0)
+    clock.advance(2.0)
+    flush_sent(turn.next())
+    turn.answered(flushed(), None)
+    assert turn.next() is None
+
+
+def test_the_largest_seed_wins(scheduler, clock):
+    scheduler.seed(3.0)
+    scheduler.seed(1.0)
+    admit(scheduler, clock)
+    assert waits(scheduler.join(request_at(clock)).next()).slot == pytest.approx(T0 + 3.0)
+
+
+def test_a_throttled_answer_naming_the_rate_paces_from_the_last_admission(scheduler, clock):
+    admit(scheduler, clock)
+    clock.advance(1.0)
+    turn = scheduler.join(request_at(clock))
+    flush_sent(turn.next())  # the interval is not known yet: it tries
+    turn.answered(throttled(), None)
+    wait = waits(turn.next())
+    assert wait.slot == pytest.approx(T0 + 10.0)  # the rate: 0.1/s, from the admission
+    clock.advance(9.0)
+    flush_sent(turn.next())
+    turn.answered(flushed(), None)
+    assert turn.next() is None
+    assert turn.throttled == 1
+    # learned: the next call is paced without a throttled answer
+    assert waits(scheduler.join(request_at(clock)).next()).slot == pytest.approx(T0 + 20.0)
+
+
+def test_a_learned_interval_is_never_below_the_seed(scheduler, clock):
+    scheduler.seed(20.0)
+    admit(scheduler, clock)
+    clock.advance(25.0)
+    turn = scheduler.join(request_at(clock))
+    flush_sent(turn.next())
+    turn.answered(throttled(), None)  # rate=0.1: 10 s, less than the seed
+    clock.advance(1.0)
+    admit(scheduler, clock, "other")
+    assert waits(scheduler.join(request_at(clock, "other")).next()).slot == pytest.approx(
+        clock.now + 20.0
+    )
+
+
+def test_unexplained_throttling_backs_off_doubling_without_coverage(scheduler, clock):
+    scheduler.covers = False  # as on Milvus Lite
+    turn = scheduler.join(request_at(clock))
+    slots = []
+    for _ in range(4):
+        flush_sent(turn.next())
+        turn.answered(throttled(reason="too many"), None)  # no rate named
+        slot = waits(turn.next()).slot
+        slots.append(slot - clock.now)
+        clock.now = slot
+    assert slots == pytest.approx([0.25, 0.5, 1.0, 2.0])
+
+
+def test_grpc_resource_exhausted_is_throttling_too(scheduler, clock):
+    scheduler.covers = False
+    turn = scheduler.join(request_at(clock, timeout=0.1))
+    flush_sent(turn.next())
+    turn.answered(None, flushkit.RateLimitedError("exhausted", grpc_code="RESOURCE_EXHAUSTED"))
+    with pytest.raises(flushkit.RateLimitedError) as refused:
+        turn.next()
+    assert refused.value.retry_after == pytest.approx(0.25)
+    assert refused.value.grpc_code == "RESOURCE_EXHAUSTED"
+
+
+def test_a_call_whose_budget_ends_before_the_slot_is_refused_at_once(scheduler, clock):
+    scheduler.seed(5.0)
+    admit(scheduler, clock, db="shop")
+    clock.advance(1.0)
+    turn = scheduler.join(request_at(clock, "docs", db="shop", timeout=3.9))
+    with pytest.raises(flushkit.RateLimitedError) as refused:
+        turn.next()
+    assert refused.value.retry_after == pytest.approx(4.0)
+    assert refused.value.db_name == "shop" and refused.value.collection_names == ("docs",)
+    assert "'docs' in 4 s" in str(refused.value)
+    # a budget that reaches the slot waits for it
+    wait = waits(scheduler.join(request_at(clock, db="shop", timeout=4.1)).next())
+    assert wait.slot == pytest.approx(T0 + 5.0)
+    # and the same name in another database goes at once
+    flush_sent(scheduler.join(request_at(clock, timeout=1.0)).next())
+
+
+def test_the_refusal_counts_the_usual_latency_and_with_wait_the_usual_persistence(scheduler, clock):
+    scheduler.seed(5.0)
+    turn = scheduler.join(request_at(clock))
+    flush_sent(turn.next())
+    clock.advance(0.5)  # the usual Flush latency: 0.5 s
+    turn.answered(flushed(), None)
+    scheduler.persisted(2.0)  # the usual persistence: 2 s
+    slot = T0 + 0.5 + 5.0
+    # no wait: the slot plus 0.5 s
+    waits(scheduler.join(request_at(clock, timeout=slot + 0.6 - clock.now)).next())
+    with pytest.raises(flushkit.RateLimitedError):
+        scheduler.join(request_at(clock, timeout=slot + 0.4 - clock.now)).next()
+    # wait=True: the slot plus 2.5 s
+    waits(scheduler.join(request_at(clock, timeout=slot + 2.6 - clock.now, wait=True)).next())
+    with pytest.raises(flushkit.RateLimitedError):
+        scheduler.join(request_at(clock, timeout=slot + 2.4 - clock.now, wait=True)).next()
+
+
+def test_the_usual_latency_moves_a_fifth_of_the_way_to_each_new_one(scheduler, clock):
+    scheduler.seed(5.0)
+    for latency in (1.0, 2.0):  # usual: 1.0, then 1.2
+        clock.advance(10)
+        turn = scheduler.join(request_at(clock))
+        flush_sent(turn.next())
+        clock.advance(latency)
+        turn.answered(flushed(), None)
+    slot = clock.now + 5.0
+    waits(scheduler.join(request_at(clock, timeout=slot + 1.25 - clock.now)).next())
+    with pytest.raises(flushkit.RateLimitedError):
+        scheduler.join(request_at(clock, timeout=slot + 1.15 - clock.now)).next()
+
+
+def test_the_usual_persistence_moves_a_fifth_of_the_way_to_each_new_one(scheduler, clock):
+    scheduler.seed(5.0)
+    admit(scheduler, clock)
+    scheduler.persisted(1.0)
+    scheduler.persisted(2.0)  # usual: 1.2
+    slot = T0 + 5.0
+    waits(scheduler.join(request_at(clock, wait=True, timeout=slot + 1.25 - clock.now)).next())
+    with pytest.raises(flushkit.RateLimitedError):
+        scheduler.join(request_at(clock, wait=True, timeout=slot + 1.15 - clock.now)).next()
+
+
+def test_a_waiting_call_whose_deadline_passes_times_out(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    behind = scheduler.join(request_at(clock, timeout=0.5))
+    assert waits(behind.next()).until == pytest.approx(T0 + 0.5)  # its deadline first
+    clock.advance(0.5)
+    with pytest.raises(flushkit.FlushTimeoutError) as timed_out:
+        behind.next()
+    assert "waiting for its turn" in str(timed_out.value)
+
+
+def test_a_paced_call_whose_deadline_passed_times_out_rather_than_being_refused(scheduler, clock):
+    scheduler.seed(5.0)
+    admit(scheduler, clock)
+    turn = scheduler.join(request_at(clock, timeout=6.0))
+    assert waits(turn.next()).slot == pytest.approx(T0 + 5.0)
+    clock.advance(5.0)
+    flush_sent(turn.next())
+    clock.advance(1.5)  # the throttled answer comes after the call's deadline
+    turn.answered(throttled(), None)  # rate=0.1: the next slot is T0 + 10
+    with pytest.raises(flushkit.FlushTimeoutError) as timed_out:
+        turn.next()
+    assert "waiting for the server to admit a flush" in str(timed_out.value)
+
+
+def test_pacing_outlives_its_calls_and_then_goes(scheduler, clock):
+    scheduler.seed(2.0)
+    admit(scheduler, clock)
+    assert waits(scheduler.join(request_at(clock)).next()).slot == pytest.approx(T0 + 2.0)
+    clock.advance(60)
+    flush_sent(scheduler.join(request_at(clock, "docs2")).next(), "docs2")
+    assert len(scheduler._collections) <= 2
+
+
+def test_collections_whose_pacing_carries_nothing_are_forgotten(scheduler, clock):
+    for i in range(40):
+        admit(scheduler, clock, f"c{i}")
+    clock.advance(60)  # every admission's window has passed
+    turn = scheduler.join(request_at(clock, "last"))
+    assert set(scheduler._collections) == {("default", "last")}
+    flush_sent(turn.next(), "last")
+
+
+# coverage: another client's Flush answers a waiting round
+
+
+def covered_setup(scheduler: FlushScheduler, clock: Clock, latency: float = 0.0, **options: object):
+    """A call throttled by another client's Flush (unexplained: an estimated slot),
+    answered after ``latency``."""
+    turn = scheduler.join(request_at(clock, **options))
+    flush_sent(turn.next(), db=str(options.get("db", "default")))
+    clock.advance(latency)
+    turn.answered(throttled(), None)
+    return turn
+
+
+def alloc(effect: object) -> Call:
+    assert type(effect) is Call and effect.method == ALLOC_TIMESTAMP, effect
+    return effect
+
+
+def look(effect: object, ts: int, name: str = "docs", db: str = "default") -> Call:
+    assert type(effect) is Call and effect.method == GET_FLUSH_STATE, effect
+    assert effect.message.flush_ts == ts
+    assert effect.message.collection_name == name and effect.message.db_name == db
+    return effect
+
+
+def timestamp(ts: int) -> milvus_pb2.AllocTimestampResponse:
+    return milvus_pb2.AllocTimestampResponse(status=common_pb2.Status(), timestamp=ts)
+
+
+def flush_state(flushed_: bool) -> milvus_pb2.GetFlushStateResponse:
+    return milvus_pb2.GetFlushStateResponse(status=common_pb2.Status(), flushed=flushed_)
+
+
+def test_a_throttled_call_takes_t_and_looks_until_another_clients_flush_covers_it(
+    scheduler, clock, looks
+):
+    turn = covered_setup(scheduler, clock, db="shop")
+    alloc(turn.next())
+    clock.advance(0.05)
+    turn.probed(timestamp(77), None)
+    assert scheduler.covers is True
+    wait = waits(turn.next())
+    assert wait.until == pytest.approx(clock.now + 0.2)
+    assert wait.slot == pytest.approx(T0 + 10.0 + SPREAD_DRAWN)  # estimated, spread
+    clock.advance(0.2)
+    look(turn.next(), 77, db="shop")
+    turn.probed(flush_state(False), None)
+    assert waits(turn.next()).until == pytest.approx(clock.now + 0.2)
+    clock.advance(0.2)
+    look(turn.next(), 77, db="shop")
+    turn.probed(flush_state(True), None)
+    assert turn.next() is None
+    [(response, _, status, how)] = turn.answers()
+    assert how == "covered" and status.ok
+    assert response.db_name == "shop" and dict(response.coll_flush_ts) == {"docs": 77}
+    assert list(response.coll_segIDs["docs"].data) == []
+    assert "docs" in response.coll_segIDs and "docs" in response.flush_coll_segIDs
+
+
+def test_a_slot_closer_than_a_look_is_waited_for_without_taking_t(scheduler, clock, looks):
+    scheduler.covers = True
+    scheduler.seed(0.15)
+    admit(scheduler, clock)
+    assert waits(scheduler.join(request_at(clock)).next()).slot == pytest.approx(T0 + 0.15)
+
+
+def test_a_covered_slot_is_estimated_one_window_on_and_a_covered_call_keeps_a_known_slot(
+    scheduler, clock, looks
+):
+    scheduler.seed(10.0)
+    admit(scheduler, clock)
+    turn = scheduler.join(request_at(clock))
+    alloc(turn.next())
+    turn.probed(timestamp(5), None)
+    clock.advance(0.2)
+    look(turn.next(), 5)
+    turn.probed(flush_state(True), None)
+    assert turn.answers()[0][3] == "covered"
+    # the slot the client's own admission made known stays: a short budget is refused
+    with pytest.raises(flushkit.RateLimitedError) as refused:
+        scheduler.join(request_at(clock, timeout=1.0)).next()
+    assert refused.value.retry_after == pytest.approx(T0 + 10.0 - clock.now)
+
+
+def test_a_call_that_began_after_t_was_asked_for_is_not_covered_by_it(scheduler, clock, looks):
+    turn = covered_setup(scheduler, clock)
+    alloc(turn.next())
+    asked = clock.now
+    clock.advance(0.1)
+    later = scheduler.join(request_at(clock))  # began after T was asked for
+    turn.probed(timestamp(77), None)
+    clock.advance(0.2)
+    look(turn.next(), 77)
+    turn.probed(flush_state(True), None)
+    assert turn.answers()[0][3] == "covered"
+    effect = later.next()  # needs a later T
+    alloc(effect)
+    assert clock.now > asked
+
+
+def test_at_its_slot_a_round_looks_once_more_and_then_sends(scheduler, clock, looks):
+    turn = covered_setup(scheduler, clock)
+    alloc(turn.next())
+    turn.probed(timestamp(77), None)
+    clock.now = T0 + 10.0 + SPREAD_DRAWN  # the slot
+    look(turn.next(), 77)
+    turn.probed(flush_state(False), None)
+    flush_sent(turn.next())
+    turn.answered(flushed(), None)
+    assert turn.next() is None and turn.answers()[0][3] == "flush"
+
+
+def test_a_round_throttled_at_its_slot_keeps_t_and_looks_at_once(scheduler, clock, looks):
+    first = covered_setup(scheduler, clock)
+    alloc(first.next())
+    first.probed(timestamp(77), None)
+    clock.now = T0 + 10.0 + SPREAD_DRAWN
+    look(first.next(), 77)
+    first.probed(flush_state(False), None)
+    flush_sent(first.next())
+    first.answered(throttled(), None)
+    look(first.next(), 77)  # no new T, no waiting
+
+
+def test_a_server_without_alloc_timestamp_is_never_asked_again(scheduler, clock, looks):
+    turn = covered_setup(scheduler, clock, timeout=60)
+    alloc(turn.next())
+    turn.probed(None, flushkit.FlushError("unimplemented", grpc_code="UNIMPLEMENTED"))
+    assert scheduler.covers is False
+    wait = waits(turn.next())  # the estimated slot became the backoff's
+    assert wait.slot == pytest.approx(T0 + 0.25)
+    other = covered_setup(scheduler, clock, db="other")
+    waits(other.next())  # no AllocTimestamp for another round either
+
+
+def test_a_failed_look_makes_its_round_wait_for_the_slot_and_the_next_round_looks_again(
+    scheduler, clock, looks
+):
+    turn = covered_setup(scheduler, clock)
+    alloc(turn.next())
+    turn.probed(timestamp(77), None)
+    clock.advance(0.2)
+    look(turn.next(), 77)
+    turn.probed(None, flushkit.ServiceUnavailableError("down", grpc_code="UNAVAILABLE"))
+    assert scheduler.covers is True
+    wait = waits(turn.next())
+    assert wait.until == wait.slot == pytest.approx(T0 + 10.0 + SPREAD_DRAWN)
+    other = covered_setup(scheduler, clock, db="other")
+    alloc(other.next())
+
+
+def test_a_look_answered_with_an_error_status_counts_as_failed(scheduler, clock, looks):
+    turn = covered_setup(scheduler, clock)
+    alloc(turn.next())
+    turn.probed(
+        milvus_pb2.AllocTimestampResponse(status=common_pb2.Status(code=5, reason="no")), None
+    )
+    assert scheduler.covers is None  # not known either way
+    wait = waits(turn.next())
+    assert wait.until == wait.slot
+
+
+def test_one_member_looks_for_the_round_the_others_wait(scheduler, clock, looks):
+    first = covered_setup(scheduler, clock)
+    other = scheduler.join(request_at(clock))
+    alloc(first.next())
+    wait = waits(other.next())  # the round's looking is taken
+    assert wait.slot == pytest.approx(T0 + 10.0 + SPREAD_DRAWN)
+    first.probed(timestamp(9), None)
+    clock.advance(0.2)
+    look(first.next(), 9)
+    first.probed(flush_state(True), None)
+    for turn in (first, other):
+        assert turn.next() is None and turn.answers()[0][3] == "covered"
+
+
+def test_a_member_leaving_mid_look_hands_looking_to_another(scheduler, clock, looks):
+    first = covered_setup(scheduler, clock)
+    other = scheduler.join(request_at(clock))
+    alloc(first.next())
+    first.leave()
+    alloc(other.next())
+
+
+def test_an_estimated_slot_past_the_deadline_gets_one_flush_at_the_last_chance(
+    scheduler, clock, looks
+):
+    turn = covered_setup(scheduler, clock, timeout=5.0)
+    alloc(turn.next())
+    turn.probed(timestamp(3), None)
+    # latency unknown: the last chance is 0.1 s before the deadline
+    clock.now = T0 + 4.9
+    look(turn.next(), 3)
+    turn.probed(flush_state(False), None)
+    flush_sent(turn.next())
+    turn.answered(throttled(), None)
+    with pytest.raises(flushkit.RateLimitedError):
+        turn.next()  # tried at its last chance: no second try
+
+
+def test_the_last_chance_leaves_twice_the_usual_latency(scheduler, clock, looks):
+    turn = covered_setup(scheduler, clock, latency=0.5, timeout=5.0)  # usual latency: 0.5
+    alloc(turn.next())
+    turn.probed(None, flushkit.FlushError("no", grpc_code="UNKNOWN"))  # no looks: wait
+    wait = waits(turn.next())
+    assert wait.until == wait.slot == pytest.approx(T0 + 5.0 - 2 * 0.5)
+    clock.now = wait.until
+    flush_sent(turn.next())
+
+
+# the module's pure helpers
+
+
+def test_only_rate_limits_are_throttling():
+    assert is_throttled(flushkit.Status(8, "RateLimit", legacy_code=49))
+    assert is_throttled(flushkit.Status(4, "UnexpectedError", legacy_code=1))
+    assert is_throttled(flushkit.Status(0, "RateLimit", legacy_code=49))  # legacy only
+    assert not is_throttled(flushkit.Status(0, "ForceDeny", legacy_code=48))
+    assert not is_throttled(flushkit.Status(9, "ForceDeny", legacy_code=48))  # a quota
+    assert not is_throttled(flushkit.Status(100, "CollectionNotExists", legacy_code=4))
+
+
+@pytest.mark.parametrize(
+    ("reason", "rate"),
+    [
+        ("request is rejected by grpc RateLimiter middleware: rate limit exceeded[rate=0.1]", 0.1),
+        ("rate limit exceeded[rate=2.5]", 2.5),
+        ("rate limit exceeded[rate=1e+06]", 1e6),
+        ("rate limit exceeded", None),
+        ("rate=0", None),
+        ("rate=0.0", None),
+        ("rate=inf", None),
+        ("rate=1e999", None),
+        ("rate=nan", None),
+        ("rate=1.2.3", None),
+    ],
+)
+def test_the_rate_is_read_from_the_reason(reason, rate):
+    assert rate_named_in(reason) == (None if rate is None else pytest.approx(rate))
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        {"code": 8, "reason": "rate limit exceeded[rate=0.1]"},  # a new server: no legacy code
+        {"error_code": 49, "reason": "rate limit exceeded[rate=0.1]"},  # legacy code only
+    ],
+)
+def test_either_code_alone_is_a_throttled_answer(scheduler, clock, status):
+    scheduler.seed(0.0)
+    admit(scheduler, clock)
+    turn = scheduler.join(request_at(clock))
+    clock.advance(1.0)
+    flush_sent(turn.next())
+    turn.answered(flushed(**status), None)
+    assert turn.throttled == 1
+    assert waits(turn.next()).slot == pytest.approx(T0 + 10.0)
+
+
+# exact times: the fake clock meets slots and deadlines to the nanosecond
+
+
+def test_a_call_at_exactly_its_slot_goes_at_once(scheduler, clock):
+    scheduler.seed(2.0)
+    admit(scheduler, clock)
+    clock.now = T0 + 2.0
+    flush_sent(scheduler.join(request_at(clock)).next())
+
+
+def test_a_waiting_call_at_exactly_its_slot_sends(scheduler, clock):
+    scheduler.seed(2.0)
+    admit(scheduler, clock)
+    turn = scheduler.join(request_at(clock, timeout=2.0))  # its deadline is the slot
+    assert waits(turn.next()).until == pytest.approx(T0 + 2.0)
+    clock.now = T0 + 2.0
+    flush_sent(turn.next())
+
+
+def test_a_call_whose_deadline_is_exactly_its_slot_plus_the_margin_waits(scheduler, clock):
+    scheduler.seed(2.0)
+    turn = scheduler.join(request_at(clock))
+    flush_sent(turn.next())
+    clock.advance(0.5)
+    turn.answered(flushed(), None)  # latency 0.5: the slot is T0 + 2.5
+    clock.now = T0 + 1.0
+    waits(scheduler.join(request_at(clock, timeout=2.0)).next())  # 2.5 + 0.5 = deadline
+    with pytest.raises(flushkit.RateLimitedError):
+        scheduler.join(request_at(clock, timeout=1.999)).next()
+
+
+def test_at_exactly_its_deadline_a_waiting_call_times_out(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    behind = scheduler.join(request_at(clock, timeout=0.5))
+    waits(behind.next())
+    clock.now = T0 + 0.5
+    with pytest.raises(flushkit.FlushTimeoutError):
+        behind.next()
+
+
+def test_pacing_ends_exactly_when_its_window_does(scheduler, clock):
+    scheduler.seed(2.0)
+    admit(scheduler, clock, "a")
+    admit(scheduler, clock, "b")
+    clock.now = T0 + 2.0
+    scheduler.join(request_at(clock, "c")).leave()
+    assert set(scheduler._collections) == set()
+
+
+# who is woken
+
+
+def test_a_throttled_shared_round_rings_its_members_to_go_again_together(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    one, two = (scheduler.join(request_at(clock)) for _ in range(2))
+    first.answered(flushed(), None)
+    start = one.next()
+    one.started(start.round, Handle())
+    landing = waits(two.next())
+    clock.advance(0.1)
+    start.round.land(throttled(), None)
+    assert rung(landing)
+    waiting = [waits(turn.next()) for turn in (two, one)]
+    assert [w.slot for w in waiting] == pytest.approx([T0 + 10.0] * 2)
+    assert one.throttled == 1 and two.throttled == 0  # the sender's own Flush was throttled
+    clock.now = T0 + 10.0
+    again = two.next()
+    assert type(again) is Start  # both again, in one round
+    assert len(again.round.members) == 2
+
+
+def test_a_multi_collection_call_is_woken_by_each_of_its_collections(scheduler, clock):
+    scheduler.seed(1.0)
+    admit(scheduler, clock, "a")
+    clock.advance(0.5)
+    admit(scheduler, clock, "b")
+    turn = scheduler.join(request_at(clock, "a", "b"))
+    wait = waits(turn.next())
+    assert wait.until == wait.slot == pytest.approx(T0 + 1.0)  # a's slot first
+    clock.now = T0 + 1.0
+    flush_sent(turn.next(), "a")
+    turn.answered(flushed("a"), None)
+    wait = waits(turn.next())
+    assert wait.until == pytest.approx(T0 + 1.5)
+    clock.now = T0 + 1.5
+    flush_sent(turn.next(), "b")
+
+
+def test_a_gathering_round_takes_a_call_that_arrives_at_its_slot(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    second = scheduler.join(request_at(clock))
+    waits(second.next())
+    first.answered(flushed(), None)  # second's round may go: it has not looked yet
+    third = scheduler.join(request_at(clock))  # joins that round rather than going alone
+    start = third.next()
+    assert type(start) is Start and len(start.round.members) == 2
+    third.started(start.round, Handle())
+    assert waits(second.next()).slot is None
+    start.round.land(flushed(), None)
+    for turn in (second, third):
+        assert turn.next() is None and turn.answers()[0][3] == "shared"
+
+
+def test_a_probe_failing_rings_the_members_that_wait_for_it(scheduler, clock, looks):
+    first = covered_setup(scheduler, clock)
+    other = scheduler.join(request_at(clock))
+    alloc(first.next())
+    wait = waits(other.next())
+    first.probed(None, flushkit.ServiceUnavailableError("down", grpc_code="UNAVAILABLE"))
+    assert rung(wait)
+
+
+def test_a_covering_look_rings_every_member(scheduler, clock, looks):
+    first = covered_setup(scheduler, clock)
+    other = scheduler.join(request_at(clock))
+    alloc(first.next())
+    wait = waits(other.next())
+    first.probed(timestamp(4), None)
+    clock.advance(0.2)
+    look(first.next(), 4)
+    first.probed(flush_state(True), None)
+    assert rung(wait)
+    assert other.next() is None and other.answers()[0][3] == "covered"
+
+
+def test_the_prober_leaving_rings_the_others_so_one_looks_instead(scheduler, clock, looks):
+    first = covered_setup(scheduler, clock)
+    other = scheduler.join(request_at(clock))
+    alloc(first.next())
+    wait = waits(other.next())
+    first.leave()
+    assert rung(wait)
+    alloc(other.next())
+
+
+def test_a_private_call_throttled_regathers_alone(scheduler, clock):
+    first = scheduler.join(request_at(clock, coalesce=False))
+    flush_sent(first.next())
+    second = scheduler.join(request_at(clock, coalesce=False))
+    flush_sent(second.next())
+    first.answered(throttled(reason="too many"), None)
+    second.answered(throttled(reason="too many"), None)
+    clock.advance(1.0)
+    flush_sent(first.next())  # each its own round: no shared Start
+    flush_sent(second.next())
