@@ -4,7 +4,6 @@ asyncio and under trio (the ``flush`` fixture)."""
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import time
 
 import anyio
@@ -12,7 +11,7 @@ import grpc
 import pytest
 
 import flushkit
-from flushkit._core import POLL_MAX, POLL_MIN, POLL_SHARE, poll_pause
+from flushkit._core import poll_pause
 from flushkit.testing import abort, delay, hang, ok, status
 
 from .helpers import flush_in, replace_channel
@@ -158,6 +157,24 @@ def test_slow_rpc_within_the_budget_succeeds(flush, fake):
     assert flush("docs", timeout=2.0).elapsed >= 0.15
 
 
+# The README's poll schedule, written out: "first right after the Flush RPC, then after
+# pauses of 15% of the time waited so far (at least 10 ms, at most 250 ms)".
+README_POLL_MIN, README_POLL_SHARE, README_POLL_MAX = 0.010, 0.15, 0.25
+
+
+def documented_polls(until: float) -> list[float]:
+    """When the README's schedule polls, in seconds into the wait, with no time lost to
+    the RPCs themselves (the most polls it can make): up to the first poll at or after
+    ``until``."""
+    polls = [0.0]
+    while polls[-1] < until:
+        waited = polls[-1]
+        polls.append(
+            waited + min(max(README_POLL_SHARE * waited, README_POLL_MIN), README_POLL_MAX)
+        )
+    return polls
+
+
 def test_wait_polls_until_persisted(flush, fake):
     fake.flushed_after(5)
     result = flush(["docs"], wait=True, timeout=5.0)
@@ -168,10 +185,36 @@ def test_wait_polls_until_persisted(flush, fake):
     assert states[0].request.collection_name == "docs"
     assert list(states[0].request.segmentIDs) == list(result.coll_segIDs["docs"])
     assert states[0].request.flush_ts == result.coll_flush_ts["docs"]
-    # the first check comes right after the Flush RPC, then never sooner than POLL_MIN
-    assert states[0].started - flushed.ended < 0.05
-    gaps = [b.started - a.started for a, b in itertools.pairwise(states)]
-    assert all(gap >= POLL_MIN - 0.002 for gap in gaps), gaps
+    assert states[0].started >= flushed.ended  # the first poll follows the Flush's answer
+
+
+PERSIST = 4.0  # seconds from a Flush's admission until the test server says persisted
+
+
+def test_wait_polls_on_the_documented_schedule(flush, fake):
+    """What the server received while a Flush took 4 s to persist: never more polls than
+    the README's schedule makes (10 ms at least between them, 15% of the wait), and polls
+    at most 250 ms apart once the wait is long (counted over two seconds, with room for a
+    busy machine); the wait ends at the first poll that finds the segments persisted."""
+    fake.persist_after(PERSIST)
+    result = flush("docs", wait=True, timeout=30.0)
+    assert result.persisted is True and result.satisfied_by == "flush"
+    (flushed,) = fake.flush_calls
+    states = fake.flush_state_calls
+    assert all(call.request.collection_name == "docs" for call in states)
+    assert states[0].started >= flushed.ended
+    # the server says persisted PERSIST s after admitting the Flush, so the last poll,
+    # which found it, came after that, and every poll after ``certain`` found it
+    assert states[-1].started >= flushed.started + PERSIST
+    certain = flushed.ended + PERSIST
+    assert sum(call.started >= certain for call in states) <= 1
+    # never more often than documented: an RPC's own time only makes polls later
+    at = [call.started - states[0].started for call in states]
+    assert len(states) <= len(documented_polls(PERSIST)) + 1
+    # at most 250 ms apart late in the wait: 8 polls in the two seconds before the 4th
+    # (documented_polls(4.0) has 8 there); at least 6 even if each takes 80 ms longer
+    assert sum(1 for t in at if PERSIST - 2.0 < t <= PERSIST - 0.001) >= 6, at
+    assert sum(1 for t in documented_polls(PERSIST) if PERSIST - 2.0 < t < PERSIST) == 8
 
 
 def test_the_poll_pause_is_a_share_of_the_wait_between_its_bounds():
@@ -179,17 +222,57 @@ def test_the_poll_pause_is_a_share_of_the_wait_between_its_bounds():
     # 250 ms.
     assert poll_pause(0.0) == pytest.approx(0.010)
     assert poll_pause(0.05) == pytest.approx(0.010)
+    assert poll_pause(0.1) == pytest.approx(0.015)
     assert poll_pause(1.0) == pytest.approx(0.15)
     assert poll_pause(1.5) == pytest.approx(0.225)
     assert poll_pause(2.0) == pytest.approx(0.25)
     assert poll_pause(100.0) == pytest.approx(0.25)
-    assert (POLL_MIN, POLL_SHARE, POLL_MAX) == (0.010, 0.15, 0.25)
+    for waited in [0.0, 0.01, 0.05, 0.2, 0.5, 1.0, 1.6, 1.7, 3.0, 60.0]:
+        documented = min(max(README_POLL_SHARE * waited, README_POLL_MIN), README_POLL_MAX)
+        assert poll_pause(waited) == pytest.approx(documented), waited
     waited, polls = 0.0, 0
     while waited < 0.306:  # the server's median floor on an idle collection, measured
         waited += poll_pause(waited)
         polls += 1
-    assert waited <= 0.306 * (1 + POLL_SHARE) + POLL_MIN  # ends close to the floor
+    assert waited <= 0.306 * 1.15 + 0.010  # ends close to the floor
     assert polls < 25  # without polling the server every millisecond
+
+
+def _polls_of(request):
+    """``wait_until_persisted``'s steps for ``request``: the first poll, and a function
+    that answers "not yet" and returns what it yields next."""
+    from pymilvus.grpc_gen import common_pb2, milvus_pb2
+
+    from flushkit._core import wait_until_persisted
+
+    response = milvus_pb2.FlushResponse(db_name="default")
+    response.coll_segIDs["docs"].data.extend([1, 2])
+    polls = wait_until_persisted(request, response)
+    first = next(polls)
+    not_yet = milvus_pb2.GetFlushStateResponse(status=common_pb2.Status(), flushed=False)
+    return first, lambda: polls.send(not_yet)
+
+
+def test_a_pause_between_polls_never_reaches_past_the_deadline():
+    from flushkit._models import FlushRequest
+
+    def request(deadline):
+        return FlushRequest(
+            collection_names=("docs",),
+            db_name="default",
+            timeout=1.0,
+            wait=True,
+            started=time.monotonic(),
+            deadline=deadline,
+        )
+
+    first, not_yet = _polls_of(request(None))
+    assert first.message.collection_name == "docs" and list(first.message.segmentIDs) == [1, 2]
+    assert not_yet() == flushkit.Pause(0.010)  # no deadline: the documented least pause
+    _, not_yet = _polls_of(request(time.monotonic() - 1.0))
+    assert not_yet() == flushkit.Pause(0.0)  # the deadline has passed: no pause at all
+    _, not_yet = _polls_of(request(time.monotonic() + 0.005))
+    assert not_yet().seconds <= 0.005  # cut at the deadline, 5 ms away at most
 
 
 def test_wait_for_several_collections(flush, fake):
@@ -201,16 +284,15 @@ def test_wait_for_several_collections(flush, fake):
     ]
 
 
-def test_wait_never_sleeps_past_the_deadline(flush, fake, monkeypatch):
-    # pauses of 5 s between polls: a pause not cut at the deadline would overshoot it by
-    # seconds, far beyond any scheduling delay of a busy machine
-    monkeypatch.setattr(flushkit._core, "POLL_MIN", 5.0)
-    monkeypatch.setattr(flushkit._core, "POLL_MAX", 5.0)
+def test_wait_never_sleeps_past_the_deadline(flush, fake):
+    # the segments never persist: the call ends at its budget (the pauses' cut at the
+    # deadline is test_a_pause_between_polls_never_reaches_past_the_deadline)
     fake.script_flush_state(*[flushkit_never() for _ in range(1000)])
     started = time.monotonic()
-    with pytest.raises(flushkit.FlushTimeoutError):
-        flush("docs", wait=True, timeout=0.4)
-    assert time.monotonic() - started < 0.4 + 1.5
+    with pytest.raises(flushkit.FlushTimeoutError, match="waiting for the sealed segments"):
+        flush("docs", wait=True, timeout=2.0)
+    assert time.monotonic() - started < 2.0 + 1.0
+    assert 1 < len(fake.flush_state_calls) <= len(documented_polls(2.0)) + 1
 
 
 def flushkit_never():
@@ -430,9 +512,7 @@ def test_the_readmes_fallback_middleware_outside_status_catches_its_error(fake, 
     assert [call.metadata["dbname"] for call in fake.flush_calls] == ["tenant_a", "default"]
 
 
-def test_an_error_names_the_database_an_inner_middleware_sent_the_flush_to(
-    fake, client, runtime
-):
+def test_an_error_names_the_database_an_inner_middleware_sent_the_flush_to(fake, client, runtime):
     fake.script_flush(status(800, 0, "database not found[database=tenant_a]"))
     chain = [*flushkit.default_middleware(), tenant_database]  # inside StatusMiddleware
     with pytest.raises(flushkit.DatabaseNotFoundError) as caught:
