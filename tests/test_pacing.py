@@ -39,6 +39,7 @@ THROTTLED = Status(8, "RateLimit", "rate limit exceeded[rate=0.1]", True, "", 49
 # pure logic
 
 
+@pytest.mark.pure
 def test_the_rate_is_read_from_the_reason():
     reason = (
         "request is rejected by grpc RateLimiter middleware, please retry later: "
@@ -52,6 +53,7 @@ def test_the_rate_is_read_from_the_reason():
     assert rate_named_in("rate=nan") is None
 
 
+@pytest.mark.pure
 def test_only_rate_limits_are_throttling():
     assert is_throttled(THROTTLED)
     assert is_throttled(Status(4, "UnexpectedError", legacy_code=1))
@@ -60,6 +62,7 @@ def test_only_rate_limits_are_throttling():
     assert not is_throttled(Status(100, "CollectionNotExists", legacy_code=4))
 
 
+@pytest.mark.pure
 def test_a_throttled_answer_naming_the_rate_sets_the_slot_one_interval_after_admission():
     pace = Collection("default", "docs")
     assert pace.admitted(100.0, 0.0) == 100.0 + DEFAULT_WINDOW  # remembered that long
@@ -72,6 +75,7 @@ def test_a_throttled_answer_naming_the_rate_sets_the_slot_one_interval_after_adm
     assert pace.slot == pytest.approx(120.2)  # from now on paced without throttling
 
 
+@pytest.mark.pure
 def test_unexplained_throttling_backs_off_doubling_up_to_the_window():
     pace = Collection("default", "docs")
     slots = []
@@ -89,6 +93,7 @@ def test_unexplained_throttling_backs_off_doubling_up_to_the_window():
     assert pace.backoff == 0 and pace.slot == now  # admitted: relaxed
 
 
+@pytest.mark.pure
 def test_throttling_long_after_the_last_admission_backs_off_within_the_interval():
     pace = Collection("default", "docs")
     pace.admitted(0.0, 0.0)
@@ -101,6 +106,7 @@ def test_throttling_long_after_the_last_admission_backs_off_within_the_interval(
     assert pace.backoff == pytest.approx(2.0)  # capped at the interval, 1 / 0.5
 
 
+@pytest.mark.pure
 def test_where_it_can_look_unexplained_throttling_estimates_a_spread_slot_one_window_on():
     # Another client's Flush was admitted: by one window later the server admits one for
     # sure; a random spread of up to 0.3 s (the README's figure) orders a fleet's looks.
@@ -122,6 +128,7 @@ def test_where_it_can_look_unexplained_throttling_estimates_a_spread_slot_one_wi
     assert first + 10.0 <= pace.slot <= first + 10.3
 
 
+@pytest.mark.pure
 def test_a_covered_round_learns_the_slot_and_an_admission_makes_it_known():
     pace = Collection("default", "docs")
     assert pace.covered(50.0, 10.0) == pace.slot
@@ -134,6 +141,7 @@ def test_a_covered_round_learns_the_slot_and_an_admission_makes_it_known():
     assert not pace.estimated and pace.slot == 71.0
 
 
+@pytest.mark.pure
 def test_a_client_that_cannot_look_turns_an_estimated_slot_into_the_backoff():
     pace = Collection("default", "docs")
     pace.throttled(0.0, THROTTLED, 0.0, covers=True)
@@ -141,6 +149,7 @@ def test_a_client_that_cannot_look_turns_an_estimated_slot_into_the_backoff():
     assert not pace.estimated and pace.slot == pytest.approx(1.0 + FIRST_BACKOFF)
 
 
+@pytest.mark.pure
 def test_a_seeded_interval_paces_from_the_first_admission():
     pace = Collection("default", "docs")
     assert pace.slot == -math.inf

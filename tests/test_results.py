@@ -29,6 +29,7 @@ def _result(names: tuple[str, ...] = ("a",), response=None) -> FlushResult:
     return result_from_proto(response or _response(), request, Status(), persisted=False)
 
 
+@pytest.mark.pure
 def test_mappings_read_as_the_response_said():
     result = _result()
     assert result.coll_segIDs == {"a": (1, 2)}
@@ -41,6 +42,7 @@ def test_mappings_read_as_the_response_said():
     assert repr(result.coll_segIDs) == "{'a': (1, 2)}"
 
 
+@pytest.mark.pure
 def test_mappings_are_read_only_and_detached_from_later_changes():
     response = _response()
     result = _result(response=response)
@@ -51,11 +53,13 @@ def test_mappings_are_read_only_and_detached_from_later_changes():
     assert result.coll_segIDs["a"] == (1, 2)
 
 
+@pytest.mark.pure
 def test_empty_maps_are_empty():
     result = _result(response=milvus_pb2.FlushResponse(db_name="default"))
     assert result.coll_segIDs == {} and not result.coll_seal_times
 
 
+@pytest.mark.pure
 def test_results_compare_equal_and_pickle():
     result = _result()
     again = pickle.loads(pickle.dumps(result))
@@ -64,6 +68,7 @@ def test_results_compare_equal_and_pickle():
     assert pickle.loads(pickle.dumps(again)) == again
 
 
+@pytest.mark.pure
 def test_merged_results_join_the_mappings():
     second = _response()
     second.coll_segIDs["b"].data.extend([7])
@@ -73,6 +78,7 @@ def test_merged_results_join_the_mappings():
     assert merged.coll_segIDs == {"a": (1, 2), "b": (7,)}
 
 
+@pytest.mark.pure
 def test_request_replace_changes_each_field_and_only_it():
     request = FlushRequest(("a",), "default", 5.0, False, 1.0, 2.0, "host", 19530, False, None)
     names = [field.name for field in dataclasses.fields(FlushRequest)]
@@ -92,6 +98,7 @@ def test_request_replace_changes_each_field_and_only_it():
         request.db_name = "other"  # type: ignore[misc]
 
 
+@pytest.mark.pure
 def test_a_new_timeout_moves_the_deadline_it_set():
     request = FlushRequest(("a",), "default", 5.0, False, 100.0, 105.0)
     assert request.replace(timeout=2.0).deadline == 102.0
@@ -101,6 +108,7 @@ def test_a_new_timeout_moves_the_deadline_it_set():
     assert unbounded.replace(timeout=2.0).deadline is None
 
 
+@pytest.mark.pure
 def test_replace_may_change_exactly_the_requests_fields():
     from flushkit._models import RequestChanges
 
@@ -122,6 +130,7 @@ def test_a_flushers_request_is_the_request_its_fields_make(client):
         made.wait = False  # type: ignore[misc]
 
 
+@pytest.mark.pure
 def test_a_result_made_from_a_response_is_the_result_its_fields_make():
     result = _result()
     fields = {field.name: getattr(result, field.name) for field in dataclasses.fields(FlushResult)}

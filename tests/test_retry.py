@@ -23,18 +23,21 @@ def error(cls=flushkit.RateLimitedError, retryable=True):
 # pure logic
 
 
+@pytest.mark.pure
 def test_backoff_grows_exponentially_up_to_the_maximum():
     policy = flushkit.RetryPolicy(attempts=10, initial=0.1, multiplier=2, maximum=0.5, jitter=0)
     pauses = [policy.pause_after(n, error(), None, 0.0) for n in range(1, 6)]
     assert pauses == pytest.approx([0.1, 0.2, 0.4, 0.5, 0.5])
 
 
+@pytest.mark.pure
 def test_jitter_shortens_the_pause_within_its_fraction():
     policy = flushkit.RetryPolicy(initial=1.0, maximum=1.0, jitter=0.5)
     assert policy.pause_after(1, error(), None, 0.0) == 1.0
     assert policy.pause_after(1, error(), None, 0.999) == pytest.approx(0.5005)
 
 
+@pytest.mark.pure
 def test_gives_up_on_what_is_not_retryable():
     policy = flushkit.RetryPolicy()
     assert policy.pause_after(1, error(flushkit.CollectionNotFoundError, False), None, 0) is None
@@ -42,12 +45,14 @@ def test_gives_up_on_what_is_not_retryable():
     assert policy.pause_after(1, ValueError("not a flush error"), None, 0) is None
 
 
+@pytest.mark.pure
 def test_gives_up_after_the_last_attempt():
     policy = flushkit.RetryPolicy(attempts=3)
     assert policy.pause_after(2, error(), None, 0) is not None
     assert policy.pause_after(3, error(), None, 0) is None
 
 
+@pytest.mark.pure
 def test_gives_up_when_the_next_try_cannot_start_before_the_deadline():
     policy = flushkit.RetryPolicy(initial=0.3, jitter=0)
     assert policy.pause_after(1, error(), 0.31, 0) == pytest.approx(0.3)
@@ -55,6 +60,7 @@ def test_gives_up_when_the_next_try_cannot_start_before_the_deadline():
     assert policy.pause_after(1, error(), 0.1, 0) is None
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(
     "options",
     [{"attempts": 0}, {"attempts": True}, {"jitter": 2}, {"initial": 3, "maximum": 1}],

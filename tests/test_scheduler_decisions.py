@@ -272,6 +272,7 @@ def test_the_calls_gathered_behind_a_flush_share_the_next_one(scheduler, clock):
     shared = start.call.request
     assert shared.deadline == pytest.approx(T0 + 60)  # the latest member's
     assert shared.timeout is None and shared.coalesce and shared.trace == "one"
+    assert shared.started == clock.now
     handle = Handle()
     one.started(start.round, handle)
     landing = waits(two.next())
@@ -567,7 +568,7 @@ def test_a_waiting_call_whose_deadline_passes_times_out(scheduler, clock):
     clock.advance(0.5)
     with pytest.raises(flushkit.FlushTimeoutError) as timed_out:
         behind.next()
-    assert "waiting for its turn" in str(timed_out.value)
+    assert str(timed_out.value).endswith("(waiting for its turn to flush)")
 
 
 def test_a_paced_call_whose_deadline_passed_times_out_rather_than_being_refused(scheduler, clock):
@@ -581,7 +582,7 @@ def test_a_paced_call_whose_deadline_passed_times_out_rather_than_being_refused(
     turn.answered(throttled(), None)  # rate=0.1: the next slot is T0 + 10
     with pytest.raises(flushkit.FlushTimeoutError) as timed_out:
         turn.next()
-    assert "waiting for the server to admit a flush" in str(timed_out.value)
+    assert str(timed_out.value).endswith("(waiting for the server to admit a flush)")
 
 
 def test_pacing_outlives_its_calls_and_then_goes(scheduler, clock):
@@ -617,6 +618,8 @@ def covered_setup(scheduler: FlushScheduler, clock: Clock, latency: float = 0.0,
 
 def alloc(effect: object) -> Call:
     assert type(effect) is Call and effect.method == ALLOC_TIMESTAMP, effect
+    assert type(effect.message) is milvus_pb2.AllocTimestampRequest
+    assert type(effect.request) is FlushRequest  # the probing call's, for its trace
     return effect
 
 
@@ -624,6 +627,7 @@ def look(effect: object, ts: int, name: str = "docs", db: str = "default") -> Ca
     assert type(effect) is Call and effect.method == GET_FLUSH_STATE, effect
     assert effect.message.flush_ts == ts
     assert effect.message.collection_name == name and effect.message.db_name == db
+    assert effect.request.collection_names[0] == name and effect.request.db_name == db
     return effect
 
 
@@ -1009,3 +1013,225 @@ def test_a_private_call_throttled_regathers_alone(scheduler, clock):
     clock.advance(1.0)
     flush_sent(first.next())  # each its own round: no shared Start
     flush_sent(second.next())
+
+
+# leaving, and what it frees
+
+
+def test_a_call_leaving_its_unanswered_flush_frees_the_collection_for_the_next(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    behind = scheduler.join(request_at(clock))
+    woken: list[int] = []
+    assert waits(behind.next()).bell.arm(lambda: woken.append(1))
+    first.leave()  # cancelled: its Flush is no longer in flight
+    assert woken == [1]
+    flush_sent(behind.next())  # not held behind a Flush nobody waits for
+
+
+def test_a_call_leaving_the_flush_it_leads_frees_the_collection(scheduler, clock):
+    scheduler.seed(1.0)
+    admit(scheduler, clock)
+    leader = scheduler.join(request_at(clock))
+    waits(leader.next())
+    clock.now = T0 + 1.0
+    flush_sent(leader.next())
+    behind = scheduler.join(request_at(clock))
+    woken: list[int] = []
+    assert waits(behind.next()).bell.arm(lambda: woken.append(1))
+    leader.leave()
+    assert woken == [1]
+
+
+def test_the_only_member_leaving_a_gathering_round_ends_it(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    gone = scheduler.join(request_at(clock))
+    waits(gone.next())
+    gone.leave()
+    first.answered(flushed(), None)
+    flush_sent(scheduler.join(request_at(clock)).next())  # alone at once: no round left
+
+
+def test_with_wait_an_untimed_persistence_counts_nothing(scheduler, clock):
+    scheduler.seed(5.0)
+    admit(scheduler, clock)
+    waits(scheduler.join(request_at(clock, wait=True, timeout=5.5)).next())
+
+
+def test_a_shared_flush_is_timed_too(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    one, two = (scheduler.join(request_at(clock)) for _ in range(2))
+    first.answered(flushed(), None)  # timed: 0 s
+    start = one.next()
+    one.started(start.round, Handle())
+    clock.advance(0.1)
+    start.round.land(flushed(), None)
+    assert one.next() is None and two.next() is None
+    # the usual latency: 0 + 0.2 * (0.1 - 0) = 0.02 s; the hold, 4 times that
+    clock.advance(20)
+    lead = scheduler.join(request_at(clock))
+    flush_sent(lead.next())
+    assert waits(scheduler.join(request_at(clock)).next()).until == pytest.approx(clock.now + 0.08)
+
+
+def test_a_shared_flush_exhausted_by_grpc_sends_its_members_back_for_the_slot(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    one, two = (scheduler.join(request_at(clock)) for _ in range(2))
+    first.answered(flushed(), None)
+    start = one.next()
+    one.started(start.round, Handle())
+    start.round.land(None, flushkit.RateLimitedError("exhausted", grpc_code="RESOURCE_EXHAUSTED"))
+    assert [waits(t.next()).slot for t in (one, two)] == pytest.approx([T0 + 0.25] * 2)
+
+
+def test_a_round_covered_for_some_members_keeps_the_others_gathering(scheduler, clock, looks):
+    turn = covered_setup(scheduler, clock)
+    alloc(turn.next())
+    clock.advance(0.1)
+    later = scheduler.join(request_at(clock))
+    turn.probed(timestamp(77), None)
+    clock.advance(0.2)
+    look(turn.next(), 77)
+    turn.probed(flush_state(True), None)
+    third = scheduler.join(request_at(clock))
+    assert third.tickets[0].round is later.tickets[0].round  # one round still gathers
+
+
+def test_a_covered_slot_is_one_known_interval_on(scheduler, clock, looks):
+    scheduler.seed(2.0)
+    turn = covered_setup(scheduler, clock, timeout=60)  # names rate=0.1: 10 s
+    alloc(turn.next())
+    turn.probed(timestamp(3), None)
+    clock.advance(0.2)
+    look(turn.next(), 3)
+    turn.probed(flush_state(True), None)
+    state = scheduler._collections[("default", "docs")]
+    assert state.slot == pytest.approx(clock.now + 10.0 + SPREAD_DRAWN)
+    assert state.estimated
+
+
+def test_a_covered_slot_with_a_seeded_interval_only_is_that_interval_on(scheduler, clock, looks):
+    scheduler.seed(2.0)
+    turn = scheduler.join(request_at(clock))
+    flush_sent(turn.next())
+    turn.answered(throttled(reason="too many"), None)  # no rate named: the seed, 2 s
+    alloc(turn.next())
+    turn.probed(timestamp(3), None)
+    clock.advance(0.2)
+    look(turn.next(), 3)
+    turn.probed(flush_state(True), None)
+    state = scheduler._collections[("default", "docs")]
+    assert state.slot == pytest.approx(clock.now + 2.0 + SPREAD_DRAWN)
+
+
+def test_with_no_interval_known_a_covered_slot_is_the_default_window_on(scheduler, clock, looks):
+    turn = scheduler.join(request_at(clock))
+    flush_sent(turn.next())
+    turn.answered(throttled(reason="too many"), None)  # no rate named: no interval
+    alloc(turn.next())
+    turn.probed(timestamp(3), None)
+    clock.advance(0.2)
+    look(turn.next(), 3)
+    turn.probed(flush_state(True), None)
+    state = scheduler._collections[("default", "docs")]
+    assert state.slot == pytest.approx(clock.now + 10.0 + SPREAD_DRAWN)
+    assert state.estimated
+
+
+def test_unexplained_throttling_is_remembered_after_its_calls_left(scheduler, clock):
+    turn = scheduler.join(request_at(clock))
+    flush_sent(turn.next())
+    turn.answered(throttled(reason="too many"), None)  # backoff 0.25
+    turn.leave()
+    clock.advance(1.0)
+    again = scheduler.join(request_at(clock))
+    flush_sent(again.next())
+    again.answered(throttled(reason="too many"), None)  # doubles: 0.5
+    assert waits(again.next()).slot == pytest.approx(clock.now + 0.5)
+
+
+def test_a_refusal_names_the_throttled_answer_it_learned_from(scheduler, clock):
+    admit(scheduler, clock)
+    turn = scheduler.join(request_at(clock))
+    flush_sent(turn.next())
+    turn.answered(throttled(), None)
+    refused_call = scheduler.join(request_at(clock, timeout=1.0))
+    with pytest.raises(flushkit.RateLimitedError) as refused:
+        refused_call.next()
+    assert refused.value.reason == RATE_LIMITED["reason"]
+    assert refused.value.code == 8 and refused.value.grpc_code is None
+    assert str(refused.value).endswith(": " + RATE_LIMITED["reason"])
+
+
+def test_a_refusal_by_pacing_alone_names_no_server_answer(scheduler, clock):
+    scheduler.seed(5.0)
+    admit(scheduler, clock)
+    with pytest.raises(flushkit.RateLimitedError) as refused:
+        scheduler.join(request_at(clock, timeout=1.0)).next()
+    assert refused.value.grpc_code is None and refused.value.reason == ""
+    assert refused.value.retryable
+
+
+def test_at_exactly_its_deadline_a_refused_call_times_out(scheduler, clock):
+    scheduler.seed(5.0)
+    admit(scheduler, clock)
+    turn = scheduler.join(request_at(clock, timeout=6.0))
+    waits(turn.next())
+    clock.now = T0 + 5.0
+    flush_sent(turn.next())
+    clock.now = T0 + 6.0
+    turn.answered(throttled(), None)
+    with pytest.raises(flushkit.FlushTimeoutError):
+        turn.next()
+
+
+def test_a_member_at_its_slot_while_another_looks_waits_a_look_for_its_answer(
+    scheduler, clock, looks
+):
+    first = covered_setup(scheduler, clock)
+    other = scheduler.join(request_at(clock))
+    alloc(first.next())
+    first.probed(timestamp(4), None)
+    clock.now = T0 + 10.0 + SPREAD_DRAWN - 0.1
+    look(first.next(), 4)  # a look just before the slot, still in flight at the slot
+    clock.now = T0 + 10.0 + SPREAD_DRAWN
+    wait = waits(other.next())  # other waits for that look, briefly
+    assert wait.until == wait.slot == pytest.approx(clock.now + 0.2)
+
+
+def test_a_call_joining_a_round_with_an_estimated_slot_gets_its_own_last_chance(
+    scheduler, clock, looks
+):
+    first = covered_setup(scheduler, clock)
+    alloc(first.next())
+    first.probed(None, flushkit.FlushError("no", grpc_code="UNKNOWN"))  # no looks
+    late = scheduler.join(request_at(clock, timeout=3.0))
+    wait = waits(late.next())  # never throttled itself: it may try at its last chance
+    assert wait.until == pytest.approx(clock.now + 3.0 - 0.1)
+
+
+def test_a_throttled_private_call_does_not_gather_coalescing_calls(scheduler, clock):
+    private = scheduler.join(request_at(clock, coalesce=False))
+    flush_sent(private.next())
+    private.answered(throttled(reason="too many"), None)
+    shared = scheduler.join(request_at(clock))
+    assert shared.tickets[0].round is not private.tickets[0].round
+
+
+def test_a_throttled_round_and_the_calls_gathered_behind_it_go_again_as_one(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    one, two = (scheduler.join(request_at(clock)) for _ in range(2))
+    first.answered(flushed(), None)
+    start = one.next()
+    one.started(start.round, Handle())
+    three = scheduler.join(request_at(clock))  # gathers behind the shared Flush
+    waits(three.next())
+    start.round.land(throttled(reason="too many"), None)
+    waits(two.next())
+    clock.advance(0.25)
+    again = three.next()
+    assert type(again) is Start and len(again.round.members) == 3

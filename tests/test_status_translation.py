@@ -12,6 +12,8 @@ import flushkit
 from flushkit._exceptions import error_class_for, error_from_status
 from flushkit._models import FlushRequest, Status
 
+pytestmark = pytest.mark.pure
+
 # The README's words, written out: "true for the codes Milvus marks retriable (1, 2, 4, 8,
 # 12, 103, 106, 1002) and the legacy RateLimit and NotReadyServe" (never the
 # implementation's own table, which a test could only agree with).

@@ -6,6 +6,8 @@ import pytest
 
 from flushkit._models import collection_names_of, db_name_of, timeout_of, wait_of
 
+pytestmark = pytest.mark.pure
+
 
 @pytest.mark.parametrize(
     ("value", "expected"),
