@@ -124,7 +124,7 @@ def test_hang_until_the_deadline_and_the_server_sees_it(
     with pytest.raises(grpc.RpcError) as caught:
         stub.Flush(flush_request("docs"), timeout=0.2)
     assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-    assert 0.19 <= time.monotonic() - started < 0.5
+    assert 0.19 <= time.monotonic() - started < 0.2 + 1.0  # at the deadline (and it ends)
     assert server.wait_for_cancellations(1)
     (call,) = server.flush_calls
     assert call.cancelled
@@ -159,12 +159,16 @@ def test_delay_then_answer(server: MilvusTestServer, stub: Stub) -> None:
 
 
 def test_delay_ends_early_when_the_client_goes(server: MilvusTestServer, stub: Stub) -> None:
-    server.script_flush(delay(5))
+    server.script_flush(delay(30))
     with pytest.raises(grpc.RpcError):
         stub.Flush(flush_request("docs"), timeout=0.1)
-    assert server.wait_for_cancellations(1)
+    assert server.wait_for_cancellations(1)  # long before the 30 s delay's end
     (call,) = server.flush_calls
-    assert call.ended - call.started < 1
+    deadline = time.monotonic() + 10
+    while call.ended == 0.0:  # the handler records its end just after the cancellation
+        assert time.monotonic() < deadline, "the handler did not end"
+        time.sleep(0.01)
+    assert call.ended - call.started < 10
 
 
 def test_flushed_after(server: MilvusTestServer, stub: Stub) -> None:
@@ -215,7 +219,8 @@ def test_130_concurrent_hanging_calls_end_together(server: MilvusTestServer, stu
         codes = list(pool.map(one, range(130)))
     took = time.monotonic() - started
     assert codes == [grpc.StatusCode.DEADLINE_EXCEEDED] * 130
-    assert 0.3 <= took < 1.5, took
+    # concurrently: one after another they would take 39 s
+    assert 0.3 <= took < 10.0, took
     # the server notices each client going on its own handler thread: on a busy machine
     # 130 of them take a while to be scheduled
     assert server.wait_for_cancellations(130, timeout=20.0)
@@ -231,7 +236,7 @@ def test_stop_releases_hanging_calls() -> None:
         assert server.wait_for_calls(1)
         started = time.monotonic()
         server.stop()
-        assert time.monotonic() - started < 1
+        assert time.monotonic() - started < 4  # at once, not after stop's 5 s wait
         with pytest.raises(grpc.RpcError) as caught:
             future.result(timeout=2)
         assert caught.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
@@ -250,11 +255,12 @@ def test_disconnect_closes_the_connection_and_serves_again(server: MilvusTestSer
     deadline = time.monotonic() + 5
     while True:  # back on the same port once the restart is done
         try:
-            assert stub.Flush(milvus_pb2.FlushRequest(collection_names=["docs"]), timeout=1)
+            answer = stub.Flush(milvus_pb2.FlushRequest(collection_names=["docs"]), timeout=1)
             break
         except grpc.RpcError:
             assert time.monotonic() < deadline
             time.sleep(0.05)
+    assert answer.status.code == 0 and list(answer.coll_segIDs["docs"].data) == [1001, 1002]
     channel.close()
 
 
