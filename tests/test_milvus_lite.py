@@ -56,9 +56,10 @@ def test_flush_into_a_second_database(lite, runtime):
 
 
 def test_database_that_does_not_exist_raises(lite, runtime):
-    # Milvus Lite answers with its own code (6), so the class is the general one
-    with pytest.raises(flushkit.FlushError, match="does not exist"):
+    # Milvus Lite answers with its own code (6), which flushkit reads as a missing database
+    with pytest.raises(flushkit.DatabaseNotFoundError, match="does not exist") as caught:
         flush_in(runtime, lite)("docs", db_name="no_such_db", timeout=10.0)
+    assert caught.value.code == 6
 
 
 def test_bad_input_raises_before_any_rpc(lite, runtime):
