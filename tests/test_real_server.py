@@ -8,9 +8,6 @@ import time
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pymilvus import MilvusClient
 
 import flushkit
@@ -142,17 +139,14 @@ def test_collection_that_does_not_exist(root, runtime):
 PASSWORD = "Al1cePassw0rd"
 
 
-def test_credentials_right_and_wrong_never_leak(root, milvus_server, runtime):
+def test_credentials_right_and_wrong_never_leak(root, milvus_server, runtime, spans):
     name = collection(root, f"auth_{runtime}", rows=10)
     user = f"alice_{runtime}"
     if user in root.list_users():
         root.drop_user(user)
     root.create_user(user, PASSWORD)
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
     logger = RecordingLogger()
-    chain = flushkit.default_middleware(logger=logger, tracer_provider=provider)
+    chain = flushkit.default_middleware(logger=logger, tracer_provider=spans.provider)
     texts = []
 
     # the right credential, without the privilege to flush
@@ -165,7 +159,7 @@ def test_credentials_right_and_wrong_never_leak(root, milvus_server, runtime):
 
     # a credential the server no longer accepts
     root.update_password(user, PASSWORD, "An0therPassw0rd")
-    time.sleep(0.5)
+    _until_refused(flush_in(runtime, alice), name)  # unobserved: the proxy's cache updates late
     with pytest.raises(flushkit.PermissionDeniedError) as refused:
         flush(name, timeout=30.0)
     assert refused.value.grpc_code == "UNAUTHENTICATED"
@@ -177,11 +171,24 @@ def test_credentials_right_and_wrong_never_leak(root, milvus_server, runtime):
     assert flush_in(runtime, root, middleware=chain)(name, timeout=30.0).status.ok
 
     texts += [repr(event) for event in logger.events]
-    texts += [span.to_json() for span in exporter.get_finished_spans()]
+    texts += [span.to_json() for span in spans.get_finished_spans()]
     joined = "\n".join(texts)
-    assert len(logger.events) == 3 and len(exporter.get_finished_spans()) == 3
+    assert len(logger.events) == 3 and len(spans.get_finished_spans()) == 3
     for secret in (PASSWORD, "An0therPassw0rd", 'Milvus"', "root:Milvus"):
         assert secret not in joined
+
+
+def _until_refused(flush: Any, name: str, patience: float = 30.0) -> None:
+    """Flush until the server refuses the credential (UNAUTHENTICATED), PATIENCE at most."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            flush(name, timeout=30.0)
+        except flushkit.PermissionDeniedError as exc:
+            if exc.grpc_code == "UNAUTHENTICATED":
+                return
+        assert time.monotonic() < deadline, "the server still accepts the old password"
+        time.sleep(0.2)
 
 
 def test_next_flush_after_the_server_restarts_succeeds(milvus_servers):
@@ -353,10 +360,10 @@ def test_a_call_whose_budget_ends_before_the_slot_fails_at_once(
         pytest.fail("three flushes in a row were covered: none was admitted")
     started = time.monotonic()
     with pytest.raises(flushkit.RateLimitedError) as caught:
-        flush(rate_bench.COLLECTION, timeout=2.0)
+        flush(rate_bench.COLLECTION, timeout=3.0)
     took = time.monotonic() - started
-    assert took < 1.0, f"{took:.3f} s: it waited instead of failing at once"
-    assert 2.0 < caught.value.retry_after <= rate_bench.DEFAULT_WINDOW
+    assert took < 2.0, f"{took:.3f} s: it waited (into its 3 s budget) instead of failing"
+    assert 3.0 < caught.value.retry_after <= rate_bench.DEFAULT_WINDOW
     assert caught.value.retryable
 
 
@@ -366,9 +373,7 @@ def busy_machine():
     import subprocess
     import sys
 
-    spinners = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)
-    ]
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     yield
     for spinner in spinners:
         spinner.kill()
@@ -399,28 +404,18 @@ def _server_logs_mention(server, text: str, patience: float = 20.0) -> bool:
         time.sleep(0.5)
 
 
-def recording() -> tuple[TracerProvider, InMemorySpanExporter]:
-    """A tracer provider of the test's own, and the exporter that keeps its spans."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider, exporter
-
-
-def test_the_servers_log_lines_carry_the_flush_spans_trace_id(root, milvus_server, runtime):
-    provider, exporter = recording()
+def test_the_servers_log_lines_carry_the_flush_spans_trace_id(root, milvus_server, runtime, spans):
     name = collection(root, f"traced_{runtime}", rows=10)
-    chain = flushkit.default_middleware(tracer_provider=provider)
+    chain = flushkit.default_middleware(tracer_provider=spans.provider)
     flush_in(runtime, root, middleware=chain)(name, timeout=30.0)
-    (span,) = exporter.get_finished_spans()
+    (span,) = spans.get_finished_spans()
     assert _server_logs_mention(milvus_server, f"{span.context.trace_id:032x}")
 
 
 @BENCH_RUNTIMES
-def test_a_shared_rounds_senders_trace_reaches_the_server(root, milvus_server, runtime):
-    provider, exporter = recording()
+def test_a_shared_rounds_senders_trace_reaches_the_server(root, milvus_server, runtime, spans):
     name = collection(root, f"shared_traced_{runtime}", rows=10)
-    chain = flushkit.default_middleware(tracer_provider=provider)
+    chain = flushkit.default_middleware(tracer_provider=spans.provider)
     flusher: Any = (
         flushkit.Flusher(root, middleware=chain)
         if runtime == "blocking"
@@ -429,9 +424,7 @@ def test_a_shared_rounds_senders_trace_reaches_the_server(root, milvus_server, r
     rate_bench = _benchmark("coalescing_rate_limit")
     outcomes = rate_bench.at_once(32, lambda: flusher.flush(name, timeout=30.0), runtime)
     assert all(isinstance(o, flushkit.FlushResult) for _, o in outcomes), outcomes
-    linked = {
-        link.context.trace_id for s in exporter.get_finished_spans() for link in s.links
-    }
+    linked = {link.context.trace_id for s in spans.get_finished_spans() for link in s.links}
     assert linked, "no call joined a shared round"
     for trace_id in linked:
         assert _server_logs_mention(milvus_server, f"{trace_id:032x}")
