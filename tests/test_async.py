@@ -25,15 +25,34 @@ def anyio_backend(request):
     return request.param
 
 
-@pytest.fixture(params=["MilvusClient", "AsyncMilvusClient"])
+#: (event loop, client) pairs an AsyncFlusher runs on: an AsyncMilvusClient runs under
+#: asyncio only (no trio case to skip).
+FLAVOURS = [
+    ("asyncio", "MilvusClient"),
+    ("trio", "MilvusClient"),
+    ("asyncio", "AsyncMilvusClient"),
+]
+
+
+def flavours(*backends: str) -> pytest.MarkDecorator:
+    """Run the test with ``async_flusher`` of each flavour under these backends."""
+    chosen = [f for f in FLAVOURS if f[0] in (backends or ("asyncio", "trio"))]
+    return pytest.mark.parametrize(
+        ("anyio_backend", "async_flusher"),
+        chosen,
+        indirect=["async_flusher"],
+        ids=[f"{backend}-{kind}" for backend, kind in chosen],
+    )
+
+
+@pytest.fixture
 async def async_flusher(request, anyio_backend, client):
     """``async_flusher(**options)``: an AsyncFlusher on the blocking client, or on an
-    AsyncMilvusClient of the same server (asyncio only)."""
+    AsyncMilvusClient of the same server (asyncio only): ``flavours()`` chooses."""
     if request.param == "MilvusClient":
         yield lambda **options: flushkit.AsyncFlusher(client, **options)
         return
-    if anyio_backend != "asyncio":
-        pytest.skip("an AsyncMilvusClient runs under asyncio only")
+    assert anyio_backend == "asyncio", "an AsyncMilvusClient runs under asyncio only"
     if PYMILVUS_MAJOR < 3:
         # pymilvus 2.6's grpc.aio channels can deliver a late event to the event loop of
         # an earlier test, closed by then ("Event loop is closed"): flaky, not flushkit's
@@ -54,6 +73,7 @@ def most_at_once(calls) -> int:
     return most
 
 
+@flavours()
 async def test_120_concurrent_flushes_of_a_slow_rpc_are_all_in_flight_at_once(fake, async_flusher):
     flusher = async_flusher()
     await flusher.flush("warm_up")  # an AsyncMilvusClient connects on its first call
@@ -93,6 +113,7 @@ async def cancel_once_received(fake, scope: anyio.CancelScope, n: int = 1) -> No
     scope.cancel()
 
 
+@flavours()
 async def test_outer_cancel_scope_cancels_the_rpc_on_the_server(fake, async_flusher):
     fake.script_flush(hang())
     flusher = async_flusher()
@@ -106,6 +127,7 @@ async def test_outer_cancel_scope_cancels_the_rpc_on_the_server(fake, async_flus
     assert fake.wait_for_cancellations(1)
 
 
+@flavours()
 async def test_callers_scope_deadline_becomes_the_rpc_deadline(fake, async_flusher):
     fake.script_flush(hang())
     flusher = async_flusher()
@@ -118,6 +140,7 @@ async def test_callers_scope_deadline_becomes_the_rpc_deadline(fake, async_flush
     assert remaining is not None and remaining <= 2.0 + 0.01  # the scope's, not the 10 s
 
 
+@flavours()
 async def test_callers_scope_that_ends_while_the_loop_is_busy_still_cancels(fake, async_flusher):
     """The RPC's deadline (the scope's) and the scope's own end arrive in one pass of an
     event loop that was busy: the flush then resumes with the RPC's DEADLINE_EXCEEDED in
@@ -174,6 +197,7 @@ def test_a_budget_that_ends_as_the_async_client_connects_leaves_nothing_unawaite
     assert isinstance(outcomes[-1], flushkit.FlushResult)  # 5 s: connected and flushed
 
 
+@flavours()
 async def test_cancelled_task_group_cancels_the_rpc(fake, async_flusher):
     fake.script_flush(hang())
     flusher = async_flusher()
@@ -184,7 +208,7 @@ async def test_cancelled_task_group_cancels_the_rpc(fake, async_flusher):
     assert fake.wait_for_cancellations(1)
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@flavours("asyncio")
 async def test_asyncio_task_cancel_propagates_as_cancelled_error(fake, async_flusher):
     fake.script_flush(hang())
     flusher = async_flusher()
@@ -196,6 +220,7 @@ async def test_asyncio_task_cancel_propagates_as_cancelled_error(fake, async_flu
     assert fake.wait_for_cancellations(1)
 
 
+@flavours()
 async def test_cancellation_during_the_wait_loop(fake, async_flusher):
     from flushkit.testing import flushed
 
