@@ -14,6 +14,12 @@ import flushkit
 from flushkit._grpc import completion_thread as _completion_thread
 from flushkit._grpc.completion_thread import ChannelFutures, futures_of
 
+from .helpers import joined
+
+#: A linger far longer than any check below needs: a thread still alive while its
+#: future is answered is lingering, and one that ends well before it did not linger.
+LONG = 10.0
+
 
 class Future:
     """A stand-in for a gRPC future: ``end()`` runs its callbacks on the calling thread."""
@@ -49,21 +55,22 @@ def end_on_another_thread(future: Future) -> tuple[threading.Thread, list[float]
 
 @pytest.fixture
 def long_linger(monkeypatch: pytest.MonkeyPatch) -> float:
-    monkeypatch.setattr(_completion_thread, "LINGER", 2.0)
-    return 2.0
+    monkeypatch.setattr(_completion_thread, "LINGER", LONG)
+    return LONG
 
 
 def test_the_last_future_lingers_until_the_next_starts(long_linger):
     futures, answered = ChannelFutures(), []
     first = Future()
-    futures.track(first, answered.append)
+    reached = threading.Event()
+    futures.track(first, lambda future: (answered.append(future), reached.set()))
     thread, took = end_on_another_thread(first)
-    time.sleep(0.05)
+    assert reached.wait(LONG / 2)
     assert answered == [first]  # answered before the linger, not after
     assert thread.is_alive()  # gRPC's thread is held for the next future
     futures.track(Future(), answered.append)
-    thread.join(1.0)
-    assert not thread.is_alive() and took[0] < 1.0
+    joined(thread, LONG / 2)  # released by the next future, not at the linger's end
+    assert took[0] < LONG / 2
 
 
 def test_the_linger_ends_by_itself(monkeypatch):
@@ -72,8 +79,8 @@ def test_the_linger_ends_by_itself(monkeypatch):
     future = Future()
     futures.track(future, lambda _: None)
     thread, took = end_on_another_thread(future)
-    thread.join(1.0)
-    assert 0.04 < took[0] < 0.5
+    joined(thread, LONG)  # it ends by itself
+    assert took[0] > 0.04  # after lingering
 
 
 def test_no_linger_while_another_future_is_in_flight(long_linger):
@@ -82,15 +89,15 @@ def test_no_linger_while_another_future_is_in_flight(long_linger):
     futures.track(first, lambda _: None)
     futures.track(second, lambda _: None)
     thread, took = end_on_another_thread(first)
-    thread.join(1.0)
-    assert took[0] < 0.5
+    joined(thread, LONG / 2)
+    assert took[0] < LONG / 2  # not held for the linger
 
 
 def test_a_future_that_ended_before_tracking_never_holds_the_caller(long_linger):
     futures, answered = ChannelFutures(), []
     started = time.monotonic()
     futures.track(Future(ended=True), answered.append)
-    assert time.monotonic() - started < 0.5 and len(answered) == 1
+    assert time.monotonic() - started < LONG / 2 and len(answered) == 1
 
 
 def test_a_failing_callback_still_counts_the_future_out(long_linger):
@@ -104,12 +111,13 @@ def test_a_failing_callback_still_counts_the_future_out(long_linger):
     with pytest.raises(RuntimeError):
         future.end()  # on this thread: no linger either
     other = Future()
-    futures.track(other, lambda _: None)
+    reached = threading.Event()
+    futures.track(other, lambda _: reached.set())
     thread, _ = end_on_another_thread(other)
-    time.sleep(0.05)
+    assert reached.wait(LONG / 2)
     assert thread.is_alive()  # the count is back to zero: the last future lingers
     futures.track(Future(), lambda _: None)
-    thread.join(1.0)
+    joined(thread, LONG / 2)
 
 
 def test_one_per_channel():
