@@ -8,7 +8,7 @@ from pymilvus.grpc_gen import milvus_pb2
 
 from flushkit._grpc.pymilvus_internals import MilvusConnection
 
-from .helpers import replace_channel
+from .helpers import PYMILVUS_MAJOR, replace_channel
 
 
 def test_client_exposes_handler_channel_and_config(fake):
@@ -30,9 +30,7 @@ def test_client_exposes_handler_channel_and_config(fake):
 
 
 def test_uri_user_info_becomes_the_token_and_leaves_the_address(fake):
-    import pymilvus
-
-    if int(pymilvus.__version__.split(".")[0]) < 3:
+    if PYMILVUS_MAJOR < 3:
         pytest.skip("pymilvus < 3 cannot connect with user info in the URI (it hangs)")
     client = MilvusClient(uri=f"http://alice:s3cret@127.0.0.1:{fake.port}")
     try:
