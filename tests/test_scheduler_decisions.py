@@ -150,6 +150,18 @@ def waits(effect: object) -> Wait:
     return effect
 
 
+def two_gathered(scheduler: FlushScheduler, clock: Clock) -> tuple[Turn, Turn, Start]:
+    """Two calls gathered behind a Flush answered at once (timed: 0 s): the first of them
+    starts their shared round."""
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    one, two = (scheduler.join(request_at(clock)) for _ in range(2))
+    first.answered(flushed(), None)
+    start = one.next()
+    assert type(start) is Start, start
+    return one, two, start
+
+
 def admit(scheduler: FlushScheduler, clock: Clock, name: str = "docs", **options: object):
     """One call alone on an idle collection, admitted: the collection's pacing starts."""
     turn = scheduler.join(request_at(clock, name, **options))
@@ -291,11 +303,7 @@ def test_the_calls_gathered_behind_a_flush_share_the_next_one(scheduler, clock):
 
 
 def test_a_shared_rounds_error_is_each_callers_own_marked_coalesced(scheduler, clock):
-    first = scheduler.join(request_at(clock))
-    flush_sent(first.next())
-    one, two = (scheduler.join(request_at(clock)) for _ in range(2))
-    first.answered(flushed(), None)
-    start = one.next()
+    one, two, start = two_gathered(scheduler, clock)
     one.started(start.round, Handle())
     error = flushkit.ServerError("broken", code=5)
     start.round.land(None, error)
@@ -310,11 +318,7 @@ def test_a_shared_rounds_error_is_each_callers_own_marked_coalesced(scheduler, c
 
 
 def test_a_shared_round_every_member_left_is_cancelled(scheduler, clock):
-    first = scheduler.join(request_at(clock))
-    flush_sent(first.next())
-    one, two = (scheduler.join(request_at(clock)) for _ in range(2))
-    first.answered(flushed(), None)
-    start = one.next()
+    one, two, start = two_gathered(scheduler, clock)
     handle = Handle()
     one.started(start.round, handle)
     one.leave()
@@ -326,11 +330,7 @@ def test_a_shared_round_every_member_left_is_cancelled(scheduler, clock):
 
 
 def test_a_shared_round_abandoned_before_it_started_is_cancelled_as_it_starts(scheduler, clock):
-    first = scheduler.join(request_at(clock))
-    flush_sent(first.next())
-    one, two = (scheduler.join(request_at(clock)) for _ in range(2))
-    first.answered(flushed(), None)
-    start = one.next()
+    one, two, start = two_gathered(scheduler, clock)
     one.leave()
     two.leave()
     handle = Handle()
@@ -339,11 +339,7 @@ def test_a_shared_round_abandoned_before_it_started_is_cancelled_as_it_starts(sc
 
 
 def test_a_shared_round_that_failed_to_start_goes_back_for_another_member_to_send(scheduler, clock):
-    first = scheduler.join(request_at(clock))
-    flush_sent(first.next())
-    one, two = (scheduler.join(request_at(clock)) for _ in range(2))
-    first.answered(flushed(), None)
-    start = one.next()
+    one, two, start = two_gathered(scheduler, clock)
     one.unsend(start.round)
     one.leave()
     again = two.next()
@@ -353,11 +349,7 @@ def test_a_shared_round_that_failed_to_start_goes_back_for_another_member_to_sen
 
 
 def test_the_last_member_leaving_a_landed_round_learns_from_its_answer(scheduler, clock):
-    first = scheduler.join(request_at(clock))
-    flush_sent(first.next())
-    one, two = (scheduler.join(request_at(clock)) for _ in range(2))
-    first.answered(flushed(), None)
-    start = one.next()
+    one, two, start = two_gathered(scheduler, clock)
     one.started(start.round, Handle())
     clock.advance(0.1)
     start.round.land(throttled(), None)
@@ -919,11 +911,7 @@ def test_pacing_ends_exactly_when_its_window_does(scheduler, clock):
 
 
 def test_a_throttled_shared_round_rings_its_members_to_go_again_together(scheduler, clock):
-    first = scheduler.join(request_at(clock))
-    flush_sent(first.next())
-    one, two = (scheduler.join(request_at(clock)) for _ in range(2))
-    first.answered(flushed(), None)
-    start = one.next()
+    one, two, start = two_gathered(scheduler, clock)
     one.started(start.round, Handle())
     landing = waits(two.next())
     clock.advance(0.1)
@@ -1060,11 +1048,7 @@ def test_with_wait_an_untimed_persistence_counts_nothing(scheduler, clock):
 
 
 def test_a_shared_flush_is_timed_too(scheduler, clock):
-    first = scheduler.join(request_at(clock))
-    flush_sent(first.next())
-    one, two = (scheduler.join(request_at(clock)) for _ in range(2))
-    first.answered(flushed(), None)  # timed: 0 s
-    start = one.next()
+    one, two, start = two_gathered(scheduler, clock)
     one.started(start.round, Handle())
     clock.advance(0.1)
     start.round.land(flushed(), None)
@@ -1077,11 +1061,7 @@ def test_a_shared_flush_is_timed_too(scheduler, clock):
 
 
 def test_a_shared_flush_exhausted_by_grpc_sends_its_members_back_for_the_slot(scheduler, clock):
-    first = scheduler.join(request_at(clock))
-    flush_sent(first.next())
-    one, two = (scheduler.join(request_at(clock)) for _ in range(2))
-    first.answered(flushed(), None)
-    start = one.next()
+    one, two, start = two_gathered(scheduler, clock)
     one.started(start.round, Handle())
     start.round.land(None, flushkit.RateLimitedError("exhausted", grpc_code="RESOURCE_EXHAUSTED"))
     assert [waits(t.next()).slot for t in (one, two)] == pytest.approx([T0 + 0.25] * 2)
@@ -1222,11 +1202,7 @@ def test_a_throttled_private_call_does_not_gather_coalescing_calls(scheduler, cl
 
 
 def test_a_throttled_round_and_the_calls_gathered_behind_it_go_again_as_one(scheduler, clock):
-    first = scheduler.join(request_at(clock))
-    flush_sent(first.next())
-    one, two = (scheduler.join(request_at(clock)) for _ in range(2))
-    first.answered(flushed(), None)
-    start = one.next()
+    one, two, start = two_gathered(scheduler, clock)
     one.started(start.round, Handle())
     three = scheduler.join(request_at(clock))  # gathers behind the shared Flush
     waits(three.next())
