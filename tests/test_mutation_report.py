@@ -8,10 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
-pytestmark = pytest.mark.pure
-
 
 def report_module():
     path = Path(__file__).parent.parent / "benchmarks" / "mutation_report.py"

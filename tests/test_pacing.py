@@ -6,6 +6,7 @@ limiter, blocking, under asyncio and under trio."""
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import pytest
@@ -64,7 +65,7 @@ def test_only_rate_limits_are_throttling():
 
 @pytest.mark.pure
 def test_a_throttled_answer_naming_the_rate_sets_the_slot_one_interval_after_admission():
-    pace = Collection("default", "docs")
+    pace = Collection("default", "docs", threading.Lock())
     assert pace.admitted(100.0, 0.0) == 100.0 + DEFAULT_WINDOW  # remembered that long
     assert pace.slot == 100.0  # nothing known yet: no pacing
     interval, until = pace.throttled(100.5, THROTTLED, 0.0)
@@ -77,7 +78,7 @@ def test_a_throttled_answer_naming_the_rate_sets_the_slot_one_interval_after_adm
 
 @pytest.mark.pure
 def test_unexplained_throttling_backs_off_doubling_up_to_the_window():
-    pace = Collection("default", "docs")
+    pace = Collection("default", "docs", threading.Lock())
     slots = []
     now = 0.0
     for _ in range(8):
@@ -95,7 +96,7 @@ def test_unexplained_throttling_backs_off_doubling_up_to_the_window():
 
 @pytest.mark.pure
 def test_throttling_long_after_the_last_admission_backs_off_within_the_interval():
-    pace = Collection("default", "docs")
+    pace = Collection("default", "docs", threading.Lock())
     pace.admitted(0.0, 0.0)
     others = Status(8, "RateLimit", "x[rate=0.5]", True, "", 49)
     interval, _ = pace.throttled(50.0, others, 0.0)  # others flushed
@@ -112,14 +113,14 @@ def test_where_it_can_look_unexplained_throttling_estimates_a_spread_slot_one_wi
     # sure; a random spread of up to 0.3 s (the README's figure) orders a fleet's looks.
     slots = []
     for i in range(200):
-        pace = Collection("default", "docs")
+        pace = Collection("default", "docs", threading.Lock())
         _, until = pace.throttled(float(i), THROTTLED, 0.0, covers=True)
         assert pace.estimated and until >= pace.slot
         slots.append(pace.slot - i)
     assert SPREAD == 0.3
     assert all(10.0 <= s <= 10.3 for s in slots)
     assert max(slots) - min(slots) > 0.1  # spread, not one fixed offset
-    pace = Collection("default", "docs")
+    pace = Collection("default", "docs", threading.Lock())
     pace.throttled(0.0, THROTTLED, 0.0, covers=True)
     first = pace.slot
     pace.throttled(3.0, THROTTLED, 10.0, covers=True)  # again before that slot: kept
@@ -130,7 +131,7 @@ def test_where_it_can_look_unexplained_throttling_estimates_a_spread_slot_one_wi
 
 @pytest.mark.pure
 def test_a_covered_round_learns_the_slot_and_an_admission_makes_it_known():
-    pace = Collection("default", "docs")
+    pace = Collection("default", "docs", threading.Lock())
     assert pace.covered(50.0, 10.0) == pace.slot
     assert pace.estimated and 60.0 <= pace.slot <= 60.3
     pace.admitted(61.0, 10.0)
@@ -143,7 +144,7 @@ def test_a_covered_round_learns_the_slot_and_an_admission_makes_it_known():
 
 @pytest.mark.pure
 def test_a_client_that_cannot_look_turns_an_estimated_slot_into_the_backoff():
-    pace = Collection("default", "docs")
+    pace = Collection("default", "docs", threading.Lock())
     pace.throttled(0.0, THROTTLED, 0.0, covers=True)
     pace.uncovered(1.0)
     assert not pace.estimated and pace.slot == pytest.approx(1.0 + FIRST_BACKOFF)
@@ -151,7 +152,7 @@ def test_a_client_that_cannot_look_turns_an_estimated_slot_into_the_backoff():
 
 @pytest.mark.pure
 def test_a_seeded_interval_paces_from_the_first_admission():
-    pace = Collection("default", "docs")
+    pace = Collection("default", "docs", threading.Lock())
     assert pace.slot == -math.inf
     assert pace.admitted(5.0, 10.0) == 15.0
     assert pace.slot == 15.0

@@ -1211,3 +1211,66 @@ def test_a_throttled_round_and_the_calls_gathered_behind_it_go_again_as_one(sche
     clock.advance(0.25)
     again = three.next()
     assert type(again) is Start and len(again.round.members) == 3
+
+
+# what a call counts, and who stays together
+
+
+def test_a_call_throttled_twice_counts_both(scheduler, clock):
+    turn = scheduler.join(request_at(clock))
+    flush_sent(turn.next())
+    turn.answered(throttled(reason="too many"), None)  # alone: backoff 0.25
+    clock.now = waits(turn.next()).slot
+    flush_sent(turn.next())  # again, now in a round of its own
+    turn.answered(throttled(reason="too many"), None)
+    assert turn.throttled == 2
+    assert waits(turn.next()).slot == pytest.approx(clock.now + 0.5)
+
+
+def test_a_settled_round_rings_the_calls_gathered_behind_it(scheduler, clock):
+    one, _, start = two_gathered(scheduler, clock)
+    one.started(start.round, Handle())
+    three = scheduler.join(request_at(clock))  # gathers behind the shared Flush
+    woken: list[int] = []
+    assert waits(three.next()).bell.arm(lambda: woken.append(3))
+    start.round.land(flushed(), None)  # rings the round's members only
+    assert woken == []
+    assert one.next() is None  # the first to look settles it: the next round may go
+    assert woken == [3]
+
+
+def test_a_multi_collection_call_is_rung_when_a_flush_it_waits_behind_ends(scheduler, clock):
+    first = scheduler.join(request_at(clock, "a"))
+    flush_sent(first.next(), "a")
+    both = scheduler.join(request_at(clock, "a", "b"))
+    flush_sent(both.next(), "b")
+    both.answered(flushed("b"), None)
+    woken: list[int] = []
+    assert waits(both.next()).bell.arm(lambda: woken.append(1))
+    first.answered(flushed("a"), None)
+    assert woken == [1]
+
+
+def test_calls_still_gathering_keep_their_collection_after_a_failed_flush(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    two, three = (scheduler.join(request_at(clock)) for _ in range(2))
+    for turn in (two, three):
+        waits(turn.next())
+    first.answered(flushed(code=65535, error_code=1, reason="broken"), None)  # paces nothing
+    four = scheduler.join(request_at(clock))
+    assert four.tickets and four.tickets[0].round is two.tickets[0].round
+    two.leave()
+    five = scheduler.join(request_at(clock))
+    assert five.tickets and five.tickets[0].round is three.tickets[0].round
+
+
+def test_calls_still_gathering_keep_their_collection_after_a_failed_shared_flush(scheduler, clock):
+    one, _, start = two_gathered(scheduler, clock)
+    one.started(start.round, Handle())
+    three = scheduler.join(request_at(clock))
+    waits(three.next())
+    start.round.land(flushed(code=65535, error_code=1, reason="broken"), None)
+    assert one.next() is None  # settles: the failure is the members'
+    four = scheduler.join(request_at(clock))
+    assert four.tickets and four.tickets[0].round is three.tickets[0].round

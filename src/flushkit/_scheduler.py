@@ -407,13 +407,13 @@ class Collection:
         self,
         db_name: str,
         name: str,
-        lock: threading.Lock | None = None,
+        lock: threading.Lock,
         *,
         clock: Callable[[], float] = time.monotonic,
         spread: Callable[[], float] | None = None,
     ) -> None:
         #: The scheduler's lock, clock and spread.
-        self.lock = lock or threading.Lock()
+        self.lock = lock
         self.clock = clock
         self.spread = spread or _spread
         self.db_name = db_name
