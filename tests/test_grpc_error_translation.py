@@ -142,3 +142,8 @@ def test_a_timeout_names_the_budget_or_the_deadline():
     assert error.collection_names == ("docs", "news") and not error.retryable
     untimed = timeout_error(call(timeout=None).request, "waiting")
     assert "within its deadline (waiting)" in str(untimed)
+
+
+def test_a_spent_budgets_failure_without_details_has_an_empty_reason():
+    error = error_from_rpc(Failed(grpc.StatusCode.UNAVAILABLE, None), call(budget=-1.0))
+    assert type(error) is flushkit.FlushTimeoutError and error.reason == ""

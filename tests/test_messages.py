@@ -166,3 +166,13 @@ def test_a_coalesced_failure_pauses_the_full_backoff_whatever_the_chance():
     assert policy.pause_after(1, error, None, 0.9) == pytest.approx(0.55)
     error.coalesced = True
     assert policy.pause_after(1, error, None, 0.9) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("", "collection name is empty or blank: ''"), (" a", "collection name has leading")],
+)
+def test_a_single_bad_name_is_refused_as_a_collection_name(value, message):
+    with pytest.raises(ValueError) as raised:
+        collection_names_of(value)
+    assert str(raised.value).startswith(message)

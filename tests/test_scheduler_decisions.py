@@ -1274,3 +1274,168 @@ def test_calls_still_gathering_keep_their_collection_after_a_failed_shared_flush
     assert one.next() is None  # settles: the failure is the members'
     four = scheduler.join(request_at(clock))
     assert four.tickets and four.tickets[0].round is three.tickets[0].round
+
+
+def test_a_shared_flush_carries_its_senders_trace_and_start(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    one = scheduler.join(request_at(clock, trace="one"))
+    two = scheduler.join(request_at(clock, trace="two"))
+    first.answered(flushed(), None)
+    clock.advance(0.5)
+    start = two.next()  # the later member looks first: it sends
+    assert type(start) is Start
+    assert start.call.request.trace == "two" and start.call.request.started == clock.now
+    assert start.call.request.collection_names == ("docs",)
+    two.started(start.round, Handle())
+    start.round.land(flushed(), None)
+    assert one.next() is None and one.tickets[0].sent_by == "two"
+
+
+def test_a_throttled_calls_place_names_its_collection_in_the_next_shared_flush(scheduler, clock):
+    turn = scheduler.join(request_at(clock, "docs"))
+    flush_sent(turn.next())
+    turn.answered(throttled(reason="too many"), None)  # now a ticket in a round
+    other = scheduler.join(request_at(clock, "docs"))
+    clock.advance(0.25)
+    start = turn.next()
+    assert type(start) is Start
+    assert tuple(start.call.message.collection_names) == ("docs",)
+    other.leave()
+
+
+def test_a_led_flush_that_fails_raises_its_own_error_not_marked_coalesced(scheduler, clock):
+    turn = scheduler.join(request_at(clock))
+    flush_sent(turn.next())
+    turn.answered(throttled(reason="too many"), None)
+    clock.advance(0.25)
+    flush_sent(turn.next())  # its round of one: its own Flush
+    error = flushkit.ServerError("broken", code=5)
+    turn.answered(None, error)
+    with pytest.raises(flushkit.ServerError) as raised:
+        assert turn.next() is None
+        turn.answers()
+    assert raised.value is error and not error.coalesced
+
+
+def test_a_call_throttled_just_before_its_last_chance_is_refused_at_once(scheduler, clock, looks):
+    turn = covered_setup(scheduler, clock, timeout=0.25)  # its last chance: 0.15 s on
+    with pytest.raises(flushkit.RateLimitedError):
+        turn.next()
+
+
+def test_a_multi_collection_lead_answered_rings_the_calls_behind_each_collection(scheduler, clock):
+    scheduler.seed(1.0)
+    admit(scheduler, clock, "a")
+    admit(scheduler, clock, "b")
+    both = scheduler.join(request_at(clock, "a", "b"))
+    waits(both.next())
+    clock.now = T0 + 1.0
+    flush_sent(both.next(), "a", "b")
+    woken: list[str] = []
+    for name in ("a", "b"):
+        behind = scheduler.join(request_at(clock, name))
+        assert waits(behind.next()).bell.arm(lambda name=name: woken.append(name))
+    both.answered(flushed("a", "b"), None)
+    assert sorted(woken) == ["a", "b"]
+
+
+def test_a_multi_collection_lead_left_unanswered_rings_the_calls_behind_each(scheduler, clock):
+    scheduler.seed(1.0)
+    admit(scheduler, clock, "a")
+    admit(scheduler, clock, "b")
+    both = scheduler.join(request_at(clock, "a", "b"))
+    waits(both.next())
+    clock.now = T0 + 1.0
+    flush_sent(both.next(), "a", "b")
+    woken: list[str] = []
+    for name in ("a", "b"):
+        behind = scheduler.join(request_at(clock, name))
+        assert waits(behind.next()).bell.arm(lambda name=name: woken.append(name))
+    both.leave()
+    assert sorted(woken) == ["a", "b"]
+
+
+def test_a_shared_round_that_failed_to_start_rings_the_member_left_to_send_it(scheduler, clock):
+    one, two, start = two_gathered(scheduler, clock)
+    woken: list[int] = []
+    assert waits(two.next()).bell.arm(lambda: woken.append(2))
+    one.unsend(start.round)
+    assert woken == [2]
+
+
+def test_a_round_every_member_left_is_not_put_back_when_its_start_fails(scheduler, clock):
+    one, two, start = two_gathered(scheduler, clock)
+    one.leave()
+    two.leave()
+    one.unsend(start.round)  # nothing to put back: the end checks nothing is left
+
+
+def test_a_private_call_leaving_keeps_the_coalescing_calls_round(scheduler, clock):
+    scheduler.seed(1.0)
+    admit(scheduler, clock)
+    shared = scheduler.join(request_at(clock))
+    waits(shared.next())
+    private = scheduler.join(request_at(clock, coalesce=False))
+    waits(private.next())
+    private.leave()
+    later = scheduler.join(request_at(clock))
+    assert later.tickets[0].round is shared.tickets[0].round
+
+
+def test_a_private_call_throttled_does_not_join_the_coalescing_calls_round(scheduler, clock):
+    scheduler.seed(1.0)
+    admit(scheduler, clock)
+    shared = scheduler.join(request_at(clock))
+    waits(shared.next())
+    clock.advance(1.0)
+    private = scheduler.join(request_at(clock, coalesce=False))
+    flush_sent(private.next())
+    private.answered(throttled(reason="too many"), None)
+    assert private.tickets[0].round is not shared.tickets[0].round
+
+
+def test_a_throttled_shared_round_gathers_again_where_new_calls_join(scheduler, clock):
+    one, two, start = two_gathered(scheduler, clock)
+    one.started(start.round, Handle())
+    start.round.land(throttled(reason="too many"), None)
+    waits(one.next())
+    later = scheduler.join(request_at(clock))
+    assert later.tickets[0].round is one.tickets[0].round is two.tickets[0].round
+
+
+def test_gathering_calls_keep_their_collection_after_a_grpc_failure(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    two, three = (scheduler.join(request_at(clock)) for _ in range(2))
+    for turn in (two, three):
+        waits(turn.next())
+    first.answered(None, flushkit.ServerError("broken", code=5))  # paces nothing
+    four = scheduler.join(request_at(clock))
+    assert four.tickets and four.tickets[0].round is two.tickets[0].round
+    two.leave()
+    five = scheduler.join(request_at(clock))
+    assert five.tickets and five.tickets[0].round is three.tickets[0].round
+
+
+def test_gathering_calls_keep_their_collection_after_a_shared_grpc_failure(scheduler, clock):
+    one, _, start = two_gathered(scheduler, clock)
+    one.started(start.round, Handle())
+    three = scheduler.join(request_at(clock))
+    waits(three.next())
+    start.round.land(None, flushkit.ServerError("broken", code=5))
+    with pytest.raises(flushkit.ServerError):
+        one.next()
+        one.answers()
+    four = scheduler.join(request_at(clock))
+    assert four.tickets and four.tickets[0].round is three.tickets[0].round
+
+
+def test_a_call_leaving_its_alone_flush_keeps_the_collection_for_the_calls_behind(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    behind = scheduler.join(request_at(clock))
+    waits(behind.next())
+    first.leave()
+    later = scheduler.join(request_at(clock))
+    assert later.tickets and later.tickets[0].round is behind.tickets[0].round

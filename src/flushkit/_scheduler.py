@@ -972,13 +972,7 @@ class Turn:
                 freed.append(state)
                 if not (state.users or state.in_flight or state.expires > now):
                     scheduler._drop(state)
-            led, self.led = self.led, ()
-            for ticket in led:  # the call's own Flush, decided or sent, never answered
-                round_ = ticket.round
-                if round_ is not None and round_.sent and not round_.settled:
-                    round_.settled = True
-                    round_.state.in_flight -= 1
-                    freed.append(round_.state)
+            self.led = ()  # the call's own Flush, never answered: its round ends below
             for ticket in self.tickets:
                 round_ = ticket.round
                 if round_ is None:
