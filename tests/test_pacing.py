@@ -288,19 +288,8 @@ def test_a_hanging_flush_holds_the_calls_behind_it_for_at_most_the_hold(fake, cl
     assert behind.ended - behind.began < 3.0  # not held until its own 4 s deadline
 
 
-@pytest.mark.parametrize("runtime", ["blocking", "asyncio", "trio"])  # "aio": run_together
-def test_once_the_server_is_known_to_be_fast_a_hanging_flush_holds_for_less(  # has a client
-    fake,
-    client,
-    runtime,  # of its own, which has timed nothing
-):
-    flush = flush_in(runtime, client)
-    for _ in range(5):  # answers in about a millisecond
-        flush("docs", timeout=4.0)
-    fake.clear_calls()
-    _, after = a_call_behind_a_hanging_flush(fake, client, runtime)
-    # 4 times the usual ~1 ms (at least 50 ms), against the untimed 1 s of the test above
-    assert after < 1.0 - 0.2
+# Once a Flush was timed the hold is 4 times the usual latency (at least 50 ms): pinned to
+# the nanosecond in test_scheduler_decisions.py, where no machine's load can blur it.
 
 
 def test_pacing_is_logged_counted_and_traced(fake, client, runtime, spans):
