@@ -1429,3 +1429,57 @@ def test_a_call_leaving_its_alone_flush_keeps_the_collection_for_the_calls_behin
     first.leave()
     later = scheduler.join(request_at(clock))
     assert later.tickets and later.tickets[0].round is behind.tickets[0].round
+
+
+def test_a_private_round_throttled_regathers_alone_beside_a_coalescing_round(scheduler, clock):
+    scheduler.seed(1.0)
+    admit(scheduler, clock)
+    shared = scheduler.join(request_at(clock))
+    waits(shared.next())
+    private = scheduler.join(request_at(clock, coalesce=False))
+    waits(private.next())
+    clock.now = T0 + 1.0
+    flush_sent(private.next())  # its private round, led (the coalescing call has not looked)
+    private.answered(throttled(reason="too many"), None)
+    assert private.tickets[0].round is not shared.tickets[0].round
+
+
+def test_calls_gathering_keep_an_unpaced_collection_after_a_shared_grpc_failure(scheduler, clock):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    one, _two = (scheduler.join(request_at(clock)) for _ in range(2))
+    first.answered(None, flushkit.ServerError("broken", code=5))  # no admission: no pacing
+    start = one.next()
+    assert type(start) is Start
+    one.started(start.round, Handle())
+    three = scheduler.join(request_at(clock))
+    waits(three.next())
+    start.round.land(None, flushkit.ServerError("broken", code=5))
+    with pytest.raises(flushkit.ServerError):
+        one.next()
+        one.answers()
+    four = scheduler.join(request_at(clock))
+    assert four.tickets and four.tickets[0].round is three.tickets[0].round
+
+
+def test_a_call_leaving_its_flush_keeps_the_admission_that_explains_throttling(scheduler, clock):
+    admit(scheduler, clock)  # no interval known yet
+    clock.advance(1.0)
+    gone = scheduler.join(request_at(clock))
+    flush_sent(gone.next())
+    gone.leave()
+    clock.advance(1.0)
+    turn = scheduler.join(request_at(clock))
+    flush_sent(turn.next())
+    turn.answered(throttled(), None)  # rate=0.1: explained by the admission at T0
+    assert waits(turn.next()).slot == pytest.approx(T0 + 10.0)
+
+
+def test_a_collection_whose_pacing_expired_stays_while_a_call_waits_on_it(scheduler, clock):
+    scheduler.seed(100.0)
+    admit(scheduler, clock)
+    waiter = scheduler.join(request_at(clock))
+    assert waits(waiter.next()).slot == pytest.approx(T0 + 100.0)
+    clock.now = T0 + 100.0  # the pacing's expiry comes: the waiter still waits on it
+    other = scheduler.join(request_at(clock))
+    assert other.tickets and other.tickets[0].round is waiter.tickets[0].round
