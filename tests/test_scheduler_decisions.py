@@ -1483,3 +1483,35 @@ def test_a_collection_whose_pacing_expired_stays_while_a_call_waits_on_it(schedu
     clock.now = T0 + 100.0  # the pacing's expiry comes: the waiter still waits on it
     other = scheduler.join(request_at(clock))
     assert other.tickets and other.tickets[0].round is waiter.tickets[0].round
+
+
+def test_a_call_answered_by_two_flushes_gets_each_its_own_collections(scheduler, clock):
+    first = scheduler.join(request_at(clock, "c"))
+    flush_sent(first.next(), "c")
+    call = scheduler.join(request_at(clock, "a", "b", "c"))
+    flush_sent(call.next(), "a", "b")  # c waits behind first's Flush
+    both = flushed("a", "b")
+    call.answered(both, None)
+    first.answered(flushed("c"), None)
+    flush_sent(call.next(), "c")
+    call.answered(flushed("c"), None)
+    assert call.next() is None
+    answers = call.answers()
+    assert [part.collection_names for _, part, _, _ in answers] == [("a", "b"), ("c",)]
+    assert answers[0][0] is both
+
+
+def test_a_call_sends_a_ready_collection_while_another_is_in_a_shared_flush(scheduler, clock):
+    scheduler.seed(1.0)
+    admit(scheduler, clock, "b")  # b's slot: T0 + 1
+    first = scheduler.join(request_at(clock, "a"))
+    flush_sent(first.next(), "a")
+    call = scheduler.join(request_at(clock, "a", "b"))
+    other = scheduler.join(request_at(clock, "a"))
+    waits(call.next())
+    first.answered(flushed("a"), None)  # a's slot too: T0 + 1
+    clock.now = T0 + 1.0
+    start = other.next()  # a's shared round, with call as a member
+    assert type(start) is Start and len(start.round.members) == 2
+    other.started(start.round, Handle())
+    flush_sent(call.next(), "b")  # a is in flight: b goes meanwhile
