@@ -1515,3 +1515,17 @@ def test_a_call_sends_a_ready_collection_while_another_is_in_a_shared_flush(sche
     assert type(start) is Start and len(start.round.members) == 2
     other.started(start.round, Handle())
     flush_sent(call.next(), "b")  # a is in flight: b goes meanwhile
+
+
+def test_a_shared_flush_names_only_its_collection_whoever_gathered_first(scheduler, clock):
+    first = scheduler.join(request_at(clock, "a"))
+    flush_sent(first.next(), "a")
+    both = scheduler.join(request_at(clock, "a", "b"))  # the a round's first member
+    flush_sent(both.next(), "b")
+    other = scheduler.join(request_at(clock, "a"))
+    waits(other.next())
+    first.answered(flushed("a"), None)
+    start = other.next()
+    assert type(start) is Start
+    assert start.call.request.collection_names == ("a",)
+    assert tuple(start.call.message.collection_names) == ("a",)
