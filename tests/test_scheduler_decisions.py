@@ -1529,3 +1529,20 @@ def test_a_shared_flush_names_only_its_collection_whoever_gathered_first(schedul
     assert type(start) is Start
     assert start.call.request.collection_names == ("a",)
     assert tuple(start.call.message.collection_names) == ("a",)
+
+
+def test_a_look_answered_after_the_round_was_sent_answers_nobody(scheduler, clock, looks):
+    first = covered_setup(scheduler, clock)
+    other = scheduler.join(request_at(clock))
+    alloc(first.next())
+    first.probed(timestamp(4), None)
+    clock.now = T0 + 10.0 + SPREAD_DRAWN  # the slot
+    look(first.next(), 4)  # its look at the slot
+    start = other.next()  # looked at the slot already: the round goes
+    assert type(start) is Start
+    other.started(start.round, Handle())
+    first.probed(flush_state(True), None)  # too late: the Flush is in flight
+    wait = waits(first.next())
+    assert wait.slot is None  # it waits for the Flush, not covered
+    start.round.land(flushed(), None)
+    assert first.next() is None and first.answers()[0][3] == "shared"
