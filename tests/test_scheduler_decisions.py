@@ -1546,3 +1546,17 @@ def test_a_look_answered_after_the_round_was_sent_answers_nobody(scheduler, cloc
     assert wait.slot is None  # it waits for the Flush, not covered
     start.round.land(flushed(), None)
     assert first.next() is None and first.answers()[0][3] == "shared"
+
+
+def test_the_sender_of_a_throttled_shared_flush_keeps_its_last_chance(scheduler, clock, looks):
+    first = scheduler.join(request_at(clock))
+    flush_sent(first.next())
+    one = scheduler.join(request_at(clock, timeout=5.0))
+    two = scheduler.join(request_at(clock))
+    first.answered(flushed(), None)
+    start = one.next()
+    assert type(start) is Start
+    one.started(start.round, Handle())
+    start.round.land(throttled(reason="too many"), None)  # another client's Flush
+    alloc(one.next())  # its last chance is ahead: it looks meanwhile
+    assert one.throttled == 1 and two.throttled == 0
