@@ -1560,3 +1560,28 @@ def test_the_sender_of_a_throttled_shared_flush_keeps_its_last_chance(scheduler,
     start.round.land(throttled(reason="too many"), None)  # another client's Flush
     alloc(one.next())  # its last chance is ahead: it looks meanwhile
     assert one.throttled == 1 and two.throttled == 0
+
+
+def test_a_call_settling_two_landed_rounds_rings_the_calls_behind_each(scheduler, clock):
+    firsts = [scheduler.join(request_at(clock, name)) for name in ("a", "b")]
+    for name, first in zip(("a", "b"), firsts, strict=True):
+        flush_sent(first.next(), name)
+    both = scheduler.join(request_at(clock, "a", "b"))
+    others = [scheduler.join(request_at(clock, name)) for name in ("a", "b")]
+    for name, first in zip(("a", "b"), firsts, strict=True):
+        first.answered(flushed(name), None)
+    starts = []
+    for other in others:
+        start = other.next()
+        assert type(start) is Start
+        other.started(start.round, Handle())
+        starts.append(start)
+    woken: list[str] = []
+    for name in ("a", "b"):
+        behind = scheduler.join(request_at(clock, name))
+        assert waits(behind.next()).bell.arm(lambda name=name: woken.append(name))
+    for name, start in zip(("a", "b"), starts, strict=True):
+        start.round.land(flushed(name), None)
+    assert woken == []  # landing rings the members only
+    assert both.next() is None  # settles both rounds: the calls behind each may go
+    assert sorted(woken) == ["a", "b"]
