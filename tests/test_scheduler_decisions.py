@@ -1585,3 +1585,16 @@ def test_a_call_settling_two_landed_rounds_rings_the_calls_behind_each(scheduler
     assert woken == []  # landing rings the members only
     assert both.next() is None  # settles both rounds: the calls behind each may go
     assert sorted(woken) == ["a", "b"]
+
+
+def test_a_private_round_covered_leaves_the_coalescing_round_gathering(scheduler, clock, looks):
+    private = covered_setup(scheduler, clock, coalesce=False)
+    shared = scheduler.join(request_at(clock))  # gathers in the coalescing round
+    alloc(private.next())
+    private.probed(timestamp(4), None)
+    clock.advance(0.2)
+    look(private.next(), 4)
+    private.probed(flush_state(True), None)
+    assert private.next() is None and private.answers()[0][3] == "covered"
+    later = scheduler.join(request_at(clock))
+    assert later.tickets and later.tickets[0].round is shared.tickets[0].round
