@@ -1598,3 +1598,17 @@ def test_a_private_round_covered_leaves_the_coalescing_round_gathering(scheduler
     assert private.next() is None and private.answers()[0][3] == "covered"
     later = scheduler.join(request_at(clock))
     assert later.tickets and later.tickets[0].round is shared.tickets[0].round
+
+
+def test_a_call_whose_last_chance_was_throttled_does_not_try_again(scheduler, clock, looks):
+    turn = covered_setup(scheduler, clock, latency=1.0, timeout=10.0)  # usual latency 1 s
+    alloc(turn.next())
+    turn.probed(None, flushkit.FlushError("no", grpc_code="UNKNOWN"))  # no looks
+    wait = waits(turn.next())
+    assert wait.until == pytest.approx(T0 + 10.0 - 2 * 1.0)  # its last chance
+    clock.now = wait.until
+    flush_sent(turn.next())
+    clock.advance(0.1)  # a quicker answer moves the usual latency, and the last chance, later
+    turn.answered(throttled(reason="too many"), None)
+    with pytest.raises(flushkit.RateLimitedError):
+        turn.next()
