@@ -1612,3 +1612,21 @@ def test_a_call_whose_last_chance_was_throttled_does_not_try_again(scheduler, cl
     turn.answered(throttled(reason="too many"), None)
     with pytest.raises(flushkit.RateLimitedError):
         turn.next()
+
+
+def test_an_estimated_slot_becomes_the_first_backoff_where_looking_turns_out_impossible(
+    scheduler, clock, looks
+):
+    scheduler.seed(2.0)
+    admit(scheduler, clock)  # the slot: T0 + 2, no backoff
+    turn = scheduler.join(request_at(clock))
+    alloc(turn.next())
+    turn.probed(timestamp(4), None)
+    clock.now = T0 + 2.0
+    look(turn.next(), 4)  # the look at the slot
+    turn.probed(flush_state(True), None)  # covered: the next slot is estimated
+    assert turn.next() is None and turn.answers()[0][3] == "covered"
+    other = scheduler.join(request_at(clock))
+    alloc(other.next())
+    other.probed(None, flushkit.FlushError("unimplemented", grpc_code="UNIMPLEMENTED"))
+    assert waits(other.next()).slot == pytest.approx(T0 + 2.0 + 0.25)
