@@ -1630,3 +1630,16 @@ def test_an_estimated_slot_becomes_the_first_backoff_where_looking_turns_out_imp
     alloc(other.next())
     other.probed(None, flushkit.FlushError("unimplemented", grpc_code="UNIMPLEMENTED"))
     assert waits(other.next()).slot == pytest.approx(T0 + 2.0 + 0.25)
+
+
+def test_a_call_waiting_for_another_members_look_still_sends_its_ready_collection(
+    scheduler, clock, looks
+):
+    first = covered_setup(scheduler, clock)
+    alloc(first.next())
+    first.probed(timestamp(4), None)
+    clock.now = T0 + 10.0 + SPREAD_DRAWN - 0.1
+    look(first.next(), 4)  # in flight at the slot
+    both = scheduler.join(request_at(clock, "docs", "b"))
+    clock.now = T0 + 10.0 + SPREAD_DRAWN
+    flush_sent(both.next(), "b")  # docs waits for first's look; b goes now
