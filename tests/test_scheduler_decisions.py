@@ -1643,3 +1643,20 @@ def test_a_call_waiting_for_another_members_look_still_sends_its_ready_collectio
     both = scheduler.join(request_at(clock, "docs", "b"))
     clock.now = T0 + 10.0 + SPREAD_DRAWN
     flush_sent(both.next(), "b")  # docs waits for first's look; b goes now
+
+
+def test_a_call_settling_a_landed_round_goes_on_to_its_next_collection(scheduler, clock):
+    scheduler.seed(1.0)
+    admit(scheduler, clock, "b")  # b's slot: T0 + 1
+    first = scheduler.join(request_at(clock, "a"))
+    flush_sent(first.next(), "a")
+    call = scheduler.join(request_at(clock, "a", "b"))
+    other = scheduler.join(request_at(clock, "a"))
+    waits(call.next())
+    first.answered(flushed("a"), None)  # a's slot: T0 + 1 too
+    clock.now = T0 + 1.0
+    start = other.next()
+    assert type(start) is Start
+    other.started(start.round, Handle())
+    start.round.land(flushed("a"), None)
+    flush_sent(call.next(), "b")  # settles a, then b's Flush goes
