@@ -95,28 +95,16 @@ def test_async_client_connects_lazily_and_exposes_its_grpc_aio_channel(fake):
 PER_CALL_HEADERS = {"client-request-id", "client-request-unixmsec", "user-agent"}
 
 
-@pytest.fixture
-def raw_headers(monkeypatch):
+def raw_headers(server) -> list[list[tuple[str, str]]]:
     """Every Flush's headers as the test server received them, repeats included."""
-    import flushkit.testing
-
-    received: list[list[tuple[str, str]]] = []
-    new_call = flushkit.testing._new_call
-
-    def recording(method, request, context):
-        if method == "Flush":
-            received.append([(k, str(v)) for k, v in context.invocation_metadata() or ()])
-        return new_call(method, request, context)
-
-    monkeypatch.setattr(flushkit.testing, "_new_call", recording)
-    return received
+    return [list(call.headers) for call in server.flush_calls]
 
 
 def _sent(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return sorted(h for h in headers if h[0] not in PER_CALL_HEADERS)
 
 
-def test_flushkit_sends_the_headers_pymilvus_sends_but_its_identifier(fake, raw_headers):
+def test_flushkit_sends_the_headers_pymilvus_sends_but_its_identifier(fake):
     """Blocking MilvusClient: database and credential, each once, as pymilvus's own flush
     sends them (flushkit adds them itself on the raw channel). Not pymilvus's client
     identifier: after a reconnect the handler's ``_identifier`` is not the one its
@@ -131,12 +119,14 @@ def test_flushkit_sends_the_headers_pymilvus_sends_but_its_identifier(fake, raw_
             replace_channel(client)  # as pymilvus does when it reconnects
     finally:
         client.close()
-    for pymilvus_sent, ours in zip(raw_headers[-4::2], raw_headers[-3::2], strict=True):
+    received = raw_headers(fake)
+    assert len(received) == 4
+    for pymilvus_sent, ours in zip(received[0::2], received[1::2], strict=True):
         assert _sent(ours) == [h for h in _sent(pymilvus_sent) if h[0] != "identifier"]
         assert {k for k, _ in _sent(ours)} == {"dbname", "authorization"}
 
 
-def test_async_client_flushes_carry_the_headers_pymilvus_sends_each_once(fake, raw_headers):
+def test_async_client_flushes_carry_the_headers_pymilvus_sends_each_once(fake):
     """AsyncMilvusClient: its interceptors add credential and identifier, flushkit the
     database; nothing twice."""
     import anyio
@@ -154,6 +144,6 @@ def test_async_client_flushes_carry_the_headers_pymilvus_sends_each_once(fake, r
             await anyio.sleep(0.05)  # gRPC's last events for this loop arrive while it runs
 
     anyio.run(main, backend="asyncio")
-    pymilvus_sent, ours = raw_headers[-2:]
+    pymilvus_sent, ours = raw_headers(fake)
     assert _sent(ours) == _sent(pymilvus_sent)
     assert {k for k, _ in _sent(ours)} == {"dbname", "authorization", "identifier"}

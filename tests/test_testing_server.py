@@ -185,6 +185,16 @@ def test_metadata_is_recorded(server: MilvusTestServer, stub: Stub) -> None:
     assert server.flush_calls[0].metadata["dbname"] == "analytics"
 
 
+def test_every_header_is_recorded_in_order_repeats_included(
+    server: MilvusTestServer, stub: Stub
+) -> None:
+    stub.Flush(flush_request("docs"), metadata=[("x-seen", "1"), ("dbname", "a"), ("x-seen", "2")])
+    (call,) = server.flush_calls
+    ours = [header for header in call.headers if header[0] in {"x-seen", "dbname"}]
+    assert ours == [("x-seen", "1"), ("dbname", "a"), ("x-seen", "2")]
+    assert call.metadata["x-seen"] == "2"  # by name: the last one
+
+
 def test_misused_behaviours_are_refused(server: MilvusTestServer) -> None:
     with pytest.raises(TypeError):
         server.script_flush(flushed(True))

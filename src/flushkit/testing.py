@@ -61,7 +61,8 @@ rule. ``server.throttled_calls`` lists the throttled Flush calls (``ReceivedCall
 
 Every call is recorded (``server.calls``, ``flush_calls``, ``flush_state_calls``,
 ``alloc_timestamp_calls``) with
-its metadata, its deadline, and whether the server saw the client cancel it (or its
+its headers (``metadata`` by name, ``headers`` in order with repeats), its deadline, and
+whether the server saw the client cancel it (or its
 deadline pass) before answering; ``wait_for_calls`` and ``wait_for_cancellations`` block
 until enough have. ``restart()`` stops and starts the server on the same port.
 
@@ -234,21 +235,25 @@ class ReceivedCall:
 
     method: str
     request: Any
-    metadata: dict[str, str]
+    metadata: dict[str, str]  # the headers by lower-case name (the last of a repeated one)
     time_remaining: float | None  # at arrival; None without a deadline
     started: float  # time.monotonic()
     ended: float = 0.0  # time.monotonic(); 0.0 while in flight
     cancelled: bool = False  # the client cancelled or its deadline passed before an answer
     throttled: bool = False  # a Flush answered by ``limit_flush_rate``'s limiter
+    #: Every header as received, in order, repeats included: a header sent twice shows
+    #: twice here, once in ``metadata``.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
-def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
-    return {
-        key.lower(): value.decode("utf-8", "backslashreplace")
-        if isinstance(value, bytes)
-        else str(value)
+def _headers(context: grpc.ServicerContext) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (
+            key.lower(),
+            value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value),
+        )
         for key, value in context.invocation_metadata() or ()
-    }
+    )
 
 
 def _time_remaining(context: grpc.ServicerContext) -> float | None:
@@ -745,12 +750,14 @@ class MilvusTestServer:
 
 
 def _new_call(method: str, request: Any, context: grpc.ServicerContext) -> ReceivedCall:
+    headers = _headers(context)
     return ReceivedCall(
         method=method,
         request=request,
-        metadata=_metadata(context),
+        metadata=dict(headers),
         time_remaining=_time_remaining(context),
         started=time.monotonic(),
+        headers=headers,
     )
 
 
