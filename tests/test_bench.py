@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import re
 import sys
 
-import matplotlib.pyplot as plt
 import pytest
 import structlog
-from matplotlib.text import Text
 
 from flushkit._tools import bench
 from flushkit._tools.bench import (
@@ -25,6 +24,13 @@ from flushkit._tools.cli import main
 from flushkit.testing import delay, status
 
 from .helpers import PYMILVUS_MAJOR
+
+#: ``--plot`` needs matplotlib, which the ``bench`` and ``dev`` extras install (the
+#: ``test`` extra does not: plotting is not needed to test anything else).
+needs_matplotlib = pytest.mark.skipif(
+    importlib.util.find_spec("matplotlib") is None,
+    reason="--plot needs matplotlib: pip install -e '.[dev]'",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -65,6 +71,7 @@ def test_bench_coalesces_concurrent_callers_by_default(fake, capsys, runtime):
     assert len(fake.flush_calls) < 60
 
 
+@needs_matplotlib
 def test_bench_counts_errors_and_plots(fake, capsys, tmp_path):
     fake.script_flush(*[status(100, 4, "nope")] * 5)
     plot = tmp_path / "cdf.png"
@@ -97,6 +104,7 @@ def test_bad_counts_exit_2_before_connecting(fake, capsys, option, value):
     assert fake.calls == []
 
 
+@needs_matplotlib
 @pytest.mark.parametrize(
     ("plot", "message"),
     [("missing-dir/cdf.png", "does not exist"), ("cdf.notaformat", "cannot write .notaformat")],
@@ -153,11 +161,21 @@ def drawn(monkeypatch):
 
     monkeypatch.setattr(bench, "cdf_figure", keep)
     yield figures
+    import matplotlib.pyplot as plt
+
     for figure in figures:
         plt.close(figure)
 
 
+def close(figure) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
 def texts_of(figure) -> list[str]:
+    from matplotlib.text import Text
+
     return [text.get_text() for text in figure.findobj(Text)]
 
 
@@ -199,6 +217,7 @@ def test_latency_ticks_span_the_data_from_a_tick_at_its_low_end(low, high):
     assert 2 <= len(ticks) <= 9 and ticks == sorted(set(ticks))
 
 
+@needs_matplotlib
 def test_latency_axis_has_plain_millisecond_ticks_and_percent_of_calls():
     latencies = [0.00043 * 1.05**i for i in range(100)]  # 0.43 ms to 53.9 ms
     figure = cdf_figure([("flushkit", latencies)], "title", "caption")
@@ -208,9 +227,10 @@ def test_latency_axis_has_plain_millisecond_ticks_and_percent_of_calls():
     assert labels == ["0.43", "1", "2", "5", "10", "20", "54"]
     shares = [text.get_text() for text in axes.get_yticklabels()]
     assert {"0%", "100%"} <= set(shares) and all(share.endswith("%") for share in shares)
-    plt.close(figure)
+    close(figure)
 
 
+@needs_matplotlib
 def test_p50_and_p99_are_marked_on_the_curve_with_their_values():
     latencies = [i / 1000 for i in range(100, 0, -1)]  # 1 to 100 ms, in no order
     figure = cdf_figure([("flushkit", latencies)], "title", "caption")
@@ -219,7 +239,7 @@ def test_p50_and_p99_are_marked_on_the_curve_with_their_values():
     dots = [line for line in axes.lines if line.get_marker() == "o"]
     dots = sorted((dot.get_xdata()[0], dot.get_ydata()[0]) for dot in dots)
     assert dots == [pytest.approx((50.0, 0.50)), pytest.approx((99.0, 0.99))]
-    plt.close(figure)
+    close(figure)
 
 
 @pytest.mark.parametrize(
@@ -236,6 +256,7 @@ def test_server_is_shown_without_credentials(uri, shown):
     assert server_of(uri) == shown
 
 
+@needs_matplotlib
 def test_plot_caption_shows_the_settings_and_no_secret(fake, capsys, tmp_path, drawn):
     plot = tmp_path / "cdf.png"
     uri = fake.uri.replace("://", "://root:s3cret@")
@@ -258,6 +279,7 @@ def test_plot_caption_shows_the_settings_and_no_secret(fake, capsys, tmp_path, d
 # --against pymilvus
 
 
+@needs_matplotlib
 @pytest.mark.parametrize("runtime", ["blocking", "asyncio", "trio"])
 def test_against_pymilvus_reports_and_plots_both(fake, capsys, tmp_path, drawn, runtime):
     plot = tmp_path / "cdf.png"
@@ -312,6 +334,7 @@ def pymilvus_logs():
     logging.getLogger("pymilvus").removeHandler(handler)
 
 
+@needs_matplotlib
 def test_pymilvus_failures_are_counted_not_raised(fake, capsys, tmp_path, pymilvus_logs):
     fake.missing("flushkit_bench")
     plot = str(tmp_path / "cdf.png")
