@@ -1660,3 +1660,32 @@ def test_a_call_settling_a_landed_round_goes_on_to_its_next_collection(scheduler
     other.started(start.round, Handle())
     start.round.land(flushed("a"), None)
     flush_sent(call.next(), "b")  # settles a, then b's Flush goes
+
+
+def test_the_last_member_leaving_two_landed_rounds_rings_the_calls_behind_each(
+    scheduler, clock
+):
+    firsts = [scheduler.join(request_at(clock, name)) for name in ("a", "b")]
+    for name, first in zip(("a", "b"), firsts, strict=True):
+        flush_sent(first.next(), name)
+    both = scheduler.join(request_at(clock, "a", "b"))
+    others = [scheduler.join(request_at(clock, name)) for name in ("a", "b")]
+    for name, first in zip(("a", "b"), firsts, strict=True):
+        first.answered(flushed(name), None)
+    starts = []
+    for other in others:
+        start = other.next()
+        assert type(start) is Start
+        other.started(start.round, Handle())
+        starts.append(start)
+    woken: list[str] = []
+    for name in ("a", "b"):
+        behind = scheduler.join(request_at(clock, name))
+        assert waits(behind.next()).bell.arm(lambda name=name: woken.append(name))
+    for name, start in zip(("a", "b"), starts, strict=True):
+        start.round.land(flushed(name), None)
+    for other in others:
+        other.leave()  # the senders go without reading their answers
+    assert woken == []  # the rounds still have a member: nobody learned from them
+    both.leave()  # the last member of each: the answers are learned, the calls behind go
+    assert sorted(woken) == ["a", "b"]
