@@ -99,7 +99,20 @@ def test_bad_counts_exit_2_before_connecting(fake, capsys, option, value):
     assert main(["bench", "--uri", fake.uri, option, value]) == 2
     assert (
         capsys.readouterr().err
-        == f"flushkit: {option} must be an integer of at least 1, not {value}\n"
+        == f"flushkit: {option}: must be an integer of at least 1, not {value}\n"
+    )
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize(("option", "value"), [("--calls", "many"), ("--concurrency", "1.5")])
+def test_a_count_that_is_no_integer_exits_2_with_one_line_saying_why(fake, capsys, option, value):
+    """The same words as for 0, not argparse's usage dump."""
+    with pytest.raises(SystemExit) as exited:
+        main(["bench", "--uri", fake.uri, option, value])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        f"flushkit: {option}: must be an integer of at least 1, not {value!r} "
+        "(see flushkit bench --help)\n"
     )
     assert fake.calls == []
 
@@ -144,6 +157,22 @@ def test_missing_collection_on_milvus_lite_needs_create(lite_file, capsys):
     assert main(["bench", "--uri", path, "--calls", "5", "--create", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["calls"] == 5
     assert not client.has_collection("flushkit_bench")  # --create drops what it created
+
+
+@pytest.mark.lite
+def test_create_on_a_new_milvus_lite_file_leaves_nothing_behind(tmp_path, capsys):
+    pytest.importorskip("milvus_lite")
+    path = str(tmp_path / "bench.db")
+    assert main(["bench", "--uri", path, "--calls", "3", "--create", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["calls"] == 3
+    assert list(tmp_path.iterdir()) == []  # the file it made went with the collection
+
+
+def test_one_caller_is_one_thread_or_task():
+    assert bench.flushkit_label("blocking", 1, False) == "flushkit Flusher, 1 thread, wait=False"
+    assert bench.flushkit_label("trio", 1, True) == "flushkit AsyncFlusher, 1 trio task, wait=True"
+    assert bench.pymilvus_label(1) == "pymilvus MilvusClient.flush, 1 thread, always waits"
+    assert bench.pymilvus_label(2) == "pymilvus MilvusClient.flush, 2 threads, always waits"
 
 
 # the picture

@@ -105,6 +105,31 @@ def test_bad_timeout_exits_2_with_the_librarys_reason_before_connecting(
     assert list(tmp_path.iterdir()) == []  # Milvus Lite never opened the file
 
 
+@pytest.mark.parametrize("command", [["flush", "docs"], ["bench"]])
+def test_a_timeout_that_is_no_number_exits_2_in_the_librarys_words(fake, capsys, command):
+    """One line, as for -1 (not argparse's usage dump), before any RPC."""
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--uri", fake.uri, "--timeout", "abc"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "flushkit: --timeout: timeout must be a finite number of seconds greater than 0, "
+        f"not 'abc' (see flushkit {command[0]} --help)\n"
+    )
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize(
+    "uri", ["ftp://x", "localhost:19530", "ftp://root:s3cret@milvus:19530"]
+)
+def test_a_uri_pymilvus_refuses_exits_2_with_its_reason_and_no_secret(capsys, uri):
+    assert main(["flush", "docs", "--uri", uri, "--timeout", "5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flushkit: --uri '") and "illegal" in err, err  # pymilvus's reason
+    assert "s3cret" not in err and "cannot connect" not in err
+    assert err.count("\n") == 1
+
+
 @pytest.mark.parametrize(
     ("uri", "message"),
     [("missing/test.db", "does not exist"), ("http://localhost:99999", "out of range")],

@@ -231,12 +231,17 @@ def block_sizes(calls: int, concurrency: int, blocks: int) -> list[int]:
 
 def flushkit_label(runtime: str, concurrency: int, wait: bool) -> str:
     if runtime == "blocking":
-        return f"flushkit Flusher, {concurrency} threads, wait={wait}"
-    return f"flushkit AsyncFlusher, {concurrency} {runtime} tasks, wait={wait}"
+        return f"flushkit Flusher, {count(concurrency, 'thread')}, wait={wait}"
+    return f"flushkit AsyncFlusher, {count(concurrency, runtime + ' task')}, wait={wait}"
 
 
 def pymilvus_label(concurrency: int) -> str:
-    return f"pymilvus MilvusClient.flush, {concurrency} threads, always waits"
+    return f"pymilvus MilvusClient.flush, {count(concurrency, 'thread')}, always waits"
+
+
+def count(n: int, thing: str) -> str:
+    """``1 thread``, ``2 threads``."""
+    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 def _flushkit_block(
@@ -513,11 +518,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="create the collection first if it is missing, and drop it afterwards",
     )
     parser.add_argument(
-        "--calls", type=int, default=1000, help="flushes to measure (default: %(default)s)"
+        "--calls", type=at_least_one, default=1000, help="flushes to measure (default: %(default)s)"
     )
     parser.add_argument(
         "--concurrency",
-        type=int,
+        type=at_least_one,
         default=1,
         help="callers flushing at the same time (default: %(default)s)",
     )
@@ -558,7 +563,18 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def check_at_least_one(option: str, value: int) -> None:
     if value < 1:
-        raise ValueError(f"{option} must be an integer of at least 1, not {value}")
+        raise ValueError(f"{option}: must be an integer of at least 1, not {value}")
+
+
+def at_least_one(text: str) -> int:
+    """A count option's argparse type: an integer (its range is checked after parsing,
+    by ``check_at_least_one``, in the same words)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer of at least 1, not {text!r}"
+        ) from None
 
 
 def check_plot_can_be_written(path: str) -> None:

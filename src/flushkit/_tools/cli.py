@@ -1,9 +1,10 @@
 """The ``flushkit`` command: ``flushkit flush``, ``flushkit bench`` and ``flushkit demo``.
 
-Every argument is checked before connecting (exit 2, with the library's reason for
-``--timeout``); on Milvus Lite, which ignores unknown collections, the command checks that
-the file and the collections exist before flushing (exit 4) or benchmarking (exit 2 without
-``--create``), and never creates a file it was not asked to.
+Every argument is checked before connecting (exit 2 with one line saying why: the
+library's reason for ``--timeout``, pymilvus's for a ``--uri`` it cannot use); on Milvus
+Lite, which ignores unknown collections, the command checks that the file and the
+collections exist before flushing (exit 4) or benchmarking (exit 2 without ``--create``),
+and never creates a file it was not asked to (nor keeps one ``bench --create`` made).
 
 Exit codes (also in the README):
 
@@ -31,9 +32,10 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 from urllib.parse import urlparse
 
 import structlog
@@ -43,7 +45,13 @@ from .._client import Flusher
 from .._models import FlushResult, collection_names_of, db_name_of, timeout_of
 from .._version import __version__
 from .bench import add_arguments as add_bench_arguments
-from .bench import bench_command, check_at_least_one, check_directory_is_writable
+from .bench import (
+    at_least_one,
+    bench_command,
+    check_at_least_one,
+    check_directory_is_writable,
+    server_of,
+)
 from .bench import check_arguments as check_bench_arguments
 
 EXIT_CODES: dict[type[errors.FlushError], int] = {
@@ -86,10 +94,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments exit 2 with one line saying why, as the checks after parsing do
+    (argparse's own would print the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        reason = message.removeprefix("argument ")  # "--calls: ..." as the checks say it
+        self.exit(EXIT_USAGE, f"flushkit: {reason} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="flushkit", description="Flush Milvus collections safely and observably."
-    )
+    parser = _Parser(prog="flushkit", description="Flush Milvus collections safely and observably.")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log at debug level (logs go to stderr)"
     )
@@ -117,8 +132,9 @@ def _parser() -> argparse.ArgumentParser:
         "bench",
         help="measure flush latency and throughput through flushkit",
         description="Flush one collection many times and print latency percentiles and "
-        "throughput. Mind the server's flush rate limit (Milvus >= 2.3.9: one flush per "
-        "collection every 10 s by default): throttled calls count as errors.",
+        "throughput. Mind the server's flush rate limit (Milvus 2.5, 2.6 and later 2.4 "
+        "releases: one flush per collection every 10 s by default): a call whose budget "
+        "cannot reach its collection's next slot counts as an error.",
     )
     _add_connection_arguments(bench)
     add_bench_arguments(bench)
@@ -137,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
         "instead of a Milvus Lite file in the current directory",
     )
     demo.add_argument(
-        "--rows", type=int, default=1000, help="rows to insert (default: %(default)s)"
+        "--rows", type=at_least_one, default=1000, help="rows to insert (default: %(default)s)"
     )
     demo.set_defaults(run=_demo, check=_check_demo_arguments, verbose=True)
     return parser
@@ -157,10 +173,21 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=60.0,
         help="budget in seconds for connecting and for each flush (default: %(default)s)",
     )
+
+
+def _seconds(text: str) -> float:
+    """``--timeout`` as a number; whether it is a budget is the library's check, after
+    parsing (``_check_connection_arguments``), in the library's words."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"timeout must be a finite number of seconds greater than 0, not {text!r}"
+        ) from None
 
 
 def _check_flush_arguments(args: argparse.Namespace) -> None:
@@ -212,7 +239,7 @@ def _check_port_of(uri: str) -> None:
     try:
         _ = urlparse(uri).port  # pymilvus reads it the same way, with a raw ValueError
     except ValueError as exc:
-        raise ValueError(f"--uri {uri!r}: {exc}") from None
+        raise ValueError(f"--uri {server_of(uri)!r}: {exc}") from None
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -234,10 +261,13 @@ def _configure_logging(verbose: bool) -> None:
 
 def _connect(uri: str, token: str, timeout: float) -> Any:
     from pymilvus import MilvusClient
-    from pymilvus.exceptions import MilvusException
+    from pymilvus.exceptions import ConnectionConfigException, MilvusException
 
     try:
         return MilvusClient(uri=uri, token=token, timeout=timeout)
+    except ConnectionConfigException as exc:  # pymilvus refuses the URI before connecting
+        shown = server_of(uri)
+        raise ValueError(f"--uri {shown!r}: {str(exc.message).replace(uri, shown)}") from None
     except MilvusException as exc:
         raise _Unreachable(str(exc.message)) from None
 
@@ -250,6 +280,9 @@ def _with_client(args: argparse.Namespace, run: Callable[[Any], int]) -> int:
     """Connect with ``--uri``, ``--token`` and ``--timeout``, run, and close."""
     try:
         client = _connect(args.uri, args.token, args.timeout)
+    except ValueError as exc:
+        print(f"flushkit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except _Unreachable as exc:
         print(f"flushkit: cannot connect: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
@@ -376,10 +409,25 @@ def missing_on_milvus_lite(
 
 
 def _bench(args: argparse.Namespace) -> int:
-    if not args.create and is_milvus_lite(args.uri) and not os.path.exists(args.uri):
+    new_file = is_milvus_lite(args.uri) and not os.path.exists(args.uri)
+    if new_file and not args.create:
         print(f"flushkit: no Milvus Lite file {args.uri!r} to bench: {_CREATE_IT}", file=sys.stderr)
         return EXIT_USAGE
-    return _with_client(args, lambda client: _bench_with(args, client))
+    try:
+        return _with_client(args, lambda client: _bench_with(args, client))
+    finally:
+        if new_file:  # --create made it for the run: it goes with the collection
+            _remove_milvus_lite_file(args.uri)
+
+
+def _remove_milvus_lite_file(path: str) -> None:
+    """Milvus Lite's file (a directory in milvus-lite 3) and its lock file, if made."""
+    lock = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lock")
+    for made in (path, lock):
+        if os.path.isdir(made):
+            shutil.rmtree(made, ignore_errors=True)
+        elif os.path.exists(made):
+            os.remove(made)
 
 
 _CREATE_IT = (
