@@ -82,12 +82,21 @@ def test_merged_results_join_the_mappings():
 def test_request_replace_changes_each_field_and_only_it():
     request = FlushRequest(("a",), "default", 5.0, False, 1.0, 2.0, "host", 19530, False, None)
     names = [field.name for field in dataclasses.fields(FlushRequest)]
-    for name in names:
-        if name == "timeout":  # moves the deadline too: below
-            continue
-        marker = object()
-        copy = request.replace(**{name: marker})
-        assert getattr(copy, name) is marker
+    changed = {
+        "collection_names": ("b", "c"),
+        "db_name": "other",
+        "wait": True,
+        "started": 3.0,
+        "deadline": 4.0,
+        "server_address": "elsewhere",
+        "server_port": 1,
+        "coalesce": True,
+        "trace": object(),
+    }
+    assert set(changed) == set(names) - {"timeout"}  # timeout moves the deadline: below
+    for name, value in changed.items():
+        copy = request.replace(**{name: value})
+        assert getattr(copy, name) == value
         for other in names:
             if other != name:
                 assert getattr(copy, other) == getattr(request, other), (name, other)
@@ -96,6 +105,24 @@ def test_request_replace_changes_each_field_and_only_it():
         request.replace(colection_names=("b",))  # type: ignore[call-arg]
     with pytest.raises(dataclasses.FrozenInstanceError):
         request.db_name = "other"  # type: ignore[misc]
+
+
+@pytest.mark.pure
+def test_replace_checks_what_a_caller_gives_as_a_caller_s_own_is_checked():
+    request = FlushRequest(("a",), "default", 5.0, False, 1.0, 2.0)
+    with pytest.raises(ValueError, match="db_name is empty or blank"):
+        request.replace(db_name="")
+    with pytest.raises(TypeError, match="db_name must be a str"):
+        request.replace(db_name=None)  # type: ignore[typeddict-item]
+    with pytest.raises(ValueError, match="collection_names is empty"):
+        request.replace(collection_names=())
+    with pytest.raises(ValueError, match="timeout must be a finite number"):
+        request.replace(timeout=0.0)
+    with pytest.raises(TypeError, match="wait must be True or False"):
+        request.replace(wait=1)  # type: ignore[typeddict-item]
+    names = ["b", "a", "b"]
+    assert request.replace(collection_names=names).collection_names == ("b", "a")  # type: ignore[typeddict-item]
+    assert request.replace(timeout=None, db_name="prod").db_name == "prod"
 
 
 @pytest.mark.pure

@@ -44,6 +44,7 @@ from ._models import (
     FlushResult,
     Pause,
     RequestChanges,
+    check_call_fields,
     new_request,
 )
 
@@ -116,11 +117,7 @@ class Chain(Generic[Effect]):
         """A call's request of ``fields`` (all of a request's fields, in a dict that
         becomes the request's own), prepared by the chain's preparers."""
         preparers: tuple[Any, ...] = self.preparers
-        for prepare in preparers:
-            prepare(fields)
-        if preparers and fields.keys() != REQUEST_FIELDS:  # a field added, dropped, renamed
-            raise _bad_fields(preparers, fields)
-        return new_request(fields)
+        return _prepared(preparers, fields) if preparers else new_request(fields)
 
     def walk(self, request: FlushRequest) -> Generator[Effect | Pause, Any, FlushResult]:
         """One call's walk: yields each effect to perform (the core's effects, any flow's
@@ -226,12 +223,27 @@ class Chain(Generic[Effect]):
 
 
 def _prepared(preparers: tuple[Any, ...], fields: dict[str, Any]) -> FlushRequest:
-    """The request of ``fields`` once each of ``preparers`` changed them."""
+    """The request of ``fields`` once each of ``preparers`` changed them; a field a caller
+    gives that a preparer changed is checked as the caller's own would be."""
+    given = [fields[name] for name in _CALL_FIELDS]
     for prepare in preparers:
         prepare(fields)
     if fields.keys() != REQUEST_FIELDS:  # a preparer added, dropped or renamed a field
         raise _bad_fields(preparers, fields)
+    changed = [
+        name for name, was in zip(_CALL_FIELDS, given, strict=True) if fields[name] is not was
+    ]
+    if changed:
+        try:
+            check_call_fields(fields, changed)
+        except (TypeError, ValueError) as exc:
+            owners = [prepare.__self__ for prepare in preparers]
+            raise type(exc)(f"a request preparer of {owners!r} set a bad value: {exc}") from None
     return new_request(fields)
+
+
+#: The fields a caller gives, which a preparer's changes are checked for.
+_CALL_FIELDS = ("collection_names", "db_name", "timeout", "wait")
 
 
 def _bad_fields(preparers: tuple[Any, ...], fields: dict[str, Any]) -> TypeError:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
@@ -105,6 +105,7 @@ class FlushRequest:
             unknown = ", ".join(sorted(set(changes) - REQUEST_FIELDS))
             raise TypeError(f"FlushRequest has no field {unknown}")
         fields = {**self.__dict__, **changes}
+        check_call_fields(fields, changes)
         if "timeout" in changes and "deadline" not in changes and self.deadline is not None:
             timeout = fields["timeout"]
             fields["deadline"] = None if timeout is None else fields["started"] + timeout
@@ -136,6 +137,17 @@ REQUEST_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         if field.default is not dataclasses.MISSING
     }
 )
+
+
+def check_call_fields(fields: dict[str, Any], changed: Iterable[str]) -> None:
+    """Check the fields among ``changed`` that a caller gives (collection names, database,
+    timeout, wait) as the facades check them, normalised in place: a middleware cannot
+    send what a caller could not (an empty ``db_name`` would reach the server as its
+    default database)."""
+    for name in changed:
+        check = _CALL_FIELD_CHECKS.get(name)
+        if check is not None:
+            fields[name] = check(fields[name])
 
 
 def new_request(fields: dict[str, Any]) -> FlushRequest:
@@ -402,6 +414,21 @@ def wait_of(value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"wait must be True or False, not {type(value).__name__}: {value!r}")
     return value
+
+
+def _db_name(value: Any) -> str:
+    return check_name("db_name", value)
+
+
+#: The checks of the fields a caller gives, by field (``check_call_fields``).
+_CALL_FIELD_CHECKS: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
+    {
+        "collection_names": collection_names_of,
+        "db_name": _db_name,
+        "timeout": timeout_of,
+        "wait": wait_of,
+    }
+)
 
 
 def interval_of(value: Any) -> float:
