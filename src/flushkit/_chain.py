@@ -225,21 +225,25 @@ class Chain(Generic[Effect]):
 def _prepared(preparers: tuple[Any, ...], fields: dict[str, Any]) -> FlushRequest:
     """The request of ``fields`` once each of ``preparers`` changed them; a field a caller
     gives that a preparer changed is checked as the caller's own would be."""
-    given = [fields[name] for name in _CALL_FIELDS]
+    given = (fields["collection_names"], fields["db_name"], fields["timeout"], fields["wait"])
     for prepare in preparers:
         prepare(fields)
     if fields.keys() != REQUEST_FIELDS:  # a preparer added, dropped or renamed a field
         raise _bad_fields(preparers, fields)
-    changed = [
-        name for name, was in zip(_CALL_FIELDS, given, strict=True) if fields[name] is not was
-    ]
-    if changed:
-        try:
-            check_call_fields(fields, changed)
-        except (TypeError, ValueError) as exc:
-            owners = [prepare.__self__ for prepare in preparers]
-            raise type(exc)(f"a request preparer of {owners!r} set a bad value: {exc}") from None
+    if given != (fields["collection_names"], fields["db_name"], fields["timeout"], fields["wait"]):
+        _check_prepared(preparers, fields, given)
     return new_request(fields)
+
+
+def _check_prepared(
+    preparers: tuple[Any, ...], fields: dict[str, Any], given: tuple[Any, ...]
+) -> None:
+    changed = [name for name, was in zip(_CALL_FIELDS, given, strict=True) if fields[name] != was]
+    try:
+        check_call_fields(fields, changed)
+    except (TypeError, ValueError) as exc:
+        owners = [prepare.__self__ for prepare in preparers]
+        raise type(exc)(f"a request preparer of {owners!r} set a bad value: {exc}") from None
 
 
 #: The fields a caller gives, which a preparer's changes are checked for.
