@@ -11,9 +11,11 @@ and slowest time per runtime (blocking, asyncio, trio).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import statistics
 import time
+from pathlib import Path
 
 import anyio
 import structlog
@@ -26,7 +28,9 @@ from flushkit.testing import MilvusTestServer
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    figures: dict[str, dict[str, float | int]] = {}
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     with MilvusTestServer() as server:
         server.limit_flush_rate(0.1)
@@ -40,7 +44,17 @@ def main() -> int:
                 f"slowest {max(seconds) * 1000:.3f} ms, Flush RPCs sent {sent} "
                 f"(the admitted one only)"
             )
+            figures[runtime] = {
+                "calls": args.calls,
+                "failed_fast": len(seconds),
+                "median_ms": statistics.median(seconds) * 1000,
+                "slowest_ms": max(seconds) * 1000,
+                "flush_rpcs": sent,
+            }
         client.close()
+    if args.json:
+        report = {"calls": args.calls, "runtimes": figures}
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

@@ -14,11 +14,13 @@ outcome differs from the documented one (the figures are not judged).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -43,6 +45,7 @@ from flushkit.testing import MilvusTestServer
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
     overruns: dict[str, list[tuple[float, str, bool]]] = defaultdict(list)
@@ -66,6 +69,7 @@ def main() -> int:
     print(f"budget {BUDGET} s, {args.repeats} x {len(FAULTS)} faults x {len(BUDGET_FROM)} budgets")
     print("overrun: end - budget, of the calls that ended at their budget (FlushTimeoutError)")
     print(f"{'runtime':<9} {'timeouts':>8} {'median ms':>10} {'worst ms':>9}  worst fault")
+    figures: dict[str, dict[str, Any]] = {}
     for runtime, runs in overruns.items():
         timed_out = [(took * 1000, name) for took, name, timeout in runs if timeout]
         past = [ms for ms, _ in timed_out]
@@ -77,8 +81,26 @@ def main() -> int:
         over = [name for took, name, timeout in runs if took > 0 and not timeout]
         if over:
             print(f"{'':<9} also past the budget: {', '.join(sorted(set(over)))}")
+        figures[runtime] = {
+            "calls": len(runs),
+            "timeouts": len(past),
+            "median_overrun_ms": statistics.median(past),
+            "worst_overrun_ms": worst_ms,
+            "worst_fault": worst_fault,
+            "past_budget_otherwise": sorted(set(over)),
+        }
     for line in wrong:
         print("unexpected outcome:", line)
+    if args.json:
+        report = {
+            "budget_s": BUDGET,
+            "repeats": args.repeats,
+            "faults": len(FAULTS),
+            "budgets": list(BUDGET_FROM),
+            "runtimes": figures,
+            "unexpected_outcomes": wrong,
+        }
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 1 if wrong else 0
 
 

@@ -19,11 +19,13 @@ from __future__ import annotations
 import argparse
 import collections
 import gc
+import json
 import logging
 import os
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -168,6 +170,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
     parser.add_argument("--faults-only", action="store_true", help="no rate limiter")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     report = run_soak(args.calls, args.concurrency, args.backend, faults_only=args.faults_only)
     print(
@@ -184,6 +187,26 @@ def main() -> int:
         f"slowest call: {report.slowest * 1000:.0f} ms (budget {TIMEOUT * 1000:.0f} ms)"
     )
     print(f"resident memory: {report.rss_start_mb:.1f} MiB at 20% -> {report.rss_end_mb:.1f} MiB")
+    if args.json:
+        figures = {
+            "calls": report.calls,
+            "concurrency": args.concurrency,
+            "backend": args.backend,
+            "faults_only": args.faults_only,
+            "budget_s": TIMEOUT,
+            "seconds": report.seconds,
+            "calls_per_s": report.calls / report.seconds,
+            "outcomes": dict(sorted(report.outcomes.items())),
+            "coalesced": report.coalesced,
+            "throttled": report.throttled,
+            "calls_left": report.calls_left,
+            "undocumented": len(report.undocumented),
+            "hung": report.hung,
+            "slowest_ms": report.slowest * 1000,
+            "rss_start_mb": report.rss_start_mb,
+            "rss_end_mb": report.rss_end_mb,
+        }
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0 if not report.undocumented and not report.hung else 1
 
 
