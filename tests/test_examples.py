@@ -1,0 +1,66 @@
+"""The scripts of examples/ run, with small bounded arguments, and print what they claim.
+
+Each runs as a subprocess in an empty directory (a Milvus Lite file there when it takes one).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run_example(name: str, tmp_path: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.lite
+def test_asyncio_service(tmp_path):
+    pytest.importorskip("milvus_lite")
+    db = str(tmp_path / "service.db")
+    out = run_example("asyncio_service.py", tmp_path, "--uri", db, "--requests", "6", "--rows", "2")
+    assert re.search(r"^requests: 6, flushes OK: 6$", out, re.M), out
+    coalesced = re.search(r"^coalesced: (\d+) of 6 flushes shared a Flush RPC$", out, re.M)
+    assert coalesced and int(coalesced[1]) <= 6, out
+    satisfied = re.search(r"^satisfied by: (.*)$", out, re.M)
+    assert satisfied and sum(int(kv.split("=")[1]) for kv in satisfied[1].split(", ")) == 6
+    assert re.search(r"^rows in examples_asyncio_service: 12$", out, re.M), out
+
+
+def test_multiprocess_bench(tmp_path):
+    out = run_example(
+        "multiprocess_bench.py", tmp_path, "--processes", "2", "--calls", "3", "--rate", "5"
+    )
+    rows = re.findall(r"^ +(\d) +3 +[\d.]+ +[\d.]+ +(\d) +(\d) +(\d)$", out, re.M)
+    assert [row[0] for row in rows] == ["0", "1"], out
+    assert all(int(count) <= 3 for row in rows for count in row[1:]), out
+    assert re.search(r"^total calls: 6$", out, re.M), out
+    server = re.search(r"^server: (\d+) Flush RPCs, (\d+) throttled$", out, re.M)
+    assert server, out
+    flushes, throttled = int(server[1]), int(server[2])
+    assert 1 <= flushes - throttled <= 6, out  # every admitted Flush answered some call
+
+
+@pytest.mark.lite
+def test_trio_script(tmp_path):
+    pytest.importorskip("milvus_lite")
+    pytest.importorskip("trio")
+    db = str(tmp_path / "trio.db")
+    out = run_example("trio_script.py", tmp_path, "--uri", db, "--rows", "20")
+    assert re.search(r"^inserted 20 rows into examples_trio_script$", out, re.M), out
+    assert re.search(r"^status: Success \(ok=True\)$", out, re.M), out
+    assert re.search(r"^persisted: True$", out, re.M), out
+    assert re.search(r"^row_count: 20$", out, re.M), out
