@@ -1,16 +1,16 @@
 """An asyncio service that flushes after its writes, through one shared AsyncFlusher.
 
-N simulated requests arrive at once; each inserts a few rows with pymilvus's
-``AsyncMilvusClient`` and then flushes its collection. The requests share one
-``flushkit.AsyncFlusher``, so concurrent flushes share Flush RPCs: the report counts the
-calls that rode along on another call's RPC (``result.coalesced``).
+``--requests`` simulated requests arrive within 20 ms; each inserts a few rows with
+pymilvus's ``AsyncMilvusClient`` and flushes with ``wait=True``, so its rows are persisted
+before it answers. One ``flushkit.AsyncFlusher`` serves them all, so concurrent flushes
+share Flush RPCs (``result.coalesced``). The collection is created if missing, and dropped
+at the end if this script created it.
 
-Run (Milvus Lite in ./examples.db by default; needs ``pip install -e '.[demo]'``)::
+Run (Milvus Lite in ./examples.db by default: ``pip install -e '.[lite]'`` or ``'.[demo]'``;
+a server needs flushkit alone)::
 
     python examples/asyncio_service.py --requests 20
     python examples/asyncio_service.py --uri http://localhost:19530 --token root:Milvus
-
-The collection is created if missing, and dropped at the end if this script created it.
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ DIM = 8
 
 
 async def handle_request(client, flusher, request_id, rows_per_request):
-    """One request: write some rows, then make them durable before answering."""
+    """One request: write some rows, then have them persisted before answering."""
     await asyncio.sleep(random.uniform(0, 0.02))  # requests arrive a little apart
     rows = [
         {"id": request_id * 1000 + i, "vector": [random.random() for _ in range(DIM)]}
         for i in range(rows_per_request)
     ]
     await client.insert(COLLECTION, rows)
-    return await flusher.flush(COLLECTION, timeout=30.0)
+    return await flusher.flush(COLLECTION, timeout=30.0, wait=True)
 
 
 async def serve(args):
@@ -65,13 +65,13 @@ def main():
         admin.create_collection(COLLECTION, dimension=DIM)
     try:
         results = asyncio.run(serve(args))
-        coalesced = sum(result.coalesced for result in results)
-        how = Counter(result.satisfied_by for result in results)
-        print(f"requests: {len(results)}, flushes OK: {sum(r.status.ok for r in results)}")
+        ok, persisted = sum(r.status.ok for r in results), sum(r.persisted for r in results)
+        print(f"requests: {len(results)}, flushes OK: {ok}, persisted: {persisted}")
+        coalesced = sum(r.coalesced for r in results)
         print(f"coalesced: {coalesced} of {len(results)} flushes shared a Flush RPC")
+        how = Counter(r.satisfied_by for r in results)
         print("satisfied by: " + ", ".join(f"{k}={v}" for k, v in sorted(how.items())))
-        slowest = max(result.elapsed for result in results)
-        print(f"slowest flush: {slowest * 1000:.1f} ms")
+        print(f"slowest flush: {max(r.elapsed for r in results) * 1000:.1f} ms")
         stats = admin.get_collection_stats(COLLECTION)
         print(f"rows in {COLLECTION}: {stats['row_count']}")
     finally:

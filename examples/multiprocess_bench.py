@@ -1,14 +1,12 @@
 """Several processes flushing one collection, each through its own client and Flusher.
 
-Each process (multiprocessing, spawn) has its own ``MilvusClient`` and ``Flusher`` and
-makes ``--calls`` flushes from ``--threads`` threads; the parent prints per process the
-p50/p99 latency and how many calls were paced (waited for the collection's next slot),
-coalesced (shared a Flush RPC) or covered (another process's Flush persisted them).
-
-Milvus Lite serves one process per .db file, so by default the parent starts
-``flushkit.testing.MilvusTestServer`` (a scripted Milvus on loopback) throttled to
-``--rate`` Flush per second per collection, as Milvus's proxy does; ``--uri`` points at a
-real server instead. Needs only flushkit itself (``pip install -e .``)::
+Each process (multiprocessing, spawn) makes ``--calls`` flushes from ``--threads`` threads;
+the parent prints per process the p50/p99 latency and how many calls were paced (waited for
+the collection's next slot), coalesced (shared a Flush RPC) or covered (another process's
+Flush persisted them). Milvus Lite serves one process per .db file, so by default the
+parent starts ``flushkit.testing.MilvusTestServer`` (a scripted Milvus on loopback)
+admitting ``--rate`` Flush/s per collection, as Milvus's proxy does; ``--uri`` points at a
+real server instead. Needs flushkit alone (``pip install -e .``)::
 
     python examples/multiprocess_bench.py --processes 4 --calls 20 --rate 5
     python examples/multiprocess_bench.py --uri http://localhost:19530 --token root:Milvus
@@ -31,34 +29,31 @@ ROW = "{:>7} {:>5} {:>8} {:>8} {:>5} {:>9} {:>7}"
 
 
 def worker(uri, token, calls, threads):
-    """One process: its own client and flusher; the results' numbers, for the parent."""
+    """One process: its own client and flusher; each call's numbers, for the parent."""
     client = MilvusClient(uri=uri, token=token)
     flusher = flushkit.Flusher(client)
+
+    def call(_):
+        r = flusher.flush(COLLECTION, timeout=60.0)
+        return r.elapsed * 1000, r.paced > 0, r.coalesced, r.satisfied_by == "covered"
+
     try:
         with ThreadPoolExecutor(threads) as pool:
-            results = list(pool.map(lambda _: flusher.flush(COLLECTION, timeout=60.0), [0] * calls))
+            return list(pool.map(call, range(calls)))
     finally:
-        flusher.close()
         client.close()
-    return [(r.elapsed, r.paced > 0, r.coalesced, r.satisfied_by == "covered") for r in results]
-
-
-def percentile(values, q):
-    """The nearest-rank percentile: a value some call took."""
-    return f"{sorted(values)[math.ceil(q / 100 * len(values)) - 1]:.1f}"
 
 
 def run(uri, token, args):
-    context = multiprocessing.get_context("spawn")
-    jobs = [(uri, token, args.calls, args.threads)] * args.processes
-    with context.Pool(args.processes) as pool:
+    with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
+        jobs = [(uri, token, args.calls, args.threads)] * args.processes
         per_process = pool.starmap(worker, jobs)
     print(ROW.format("process", "calls", "p50 ms", "p99 ms", "paced", "coalesced", "covered"))
-    for n, rows in enumerate(per_process):
-        ms = [row[0] * 1000 for row in rows]
-        paced, coalesced, covered = (sum(row[i] for row in rows) for i in (1, 2, 3))
-        p50, p99 = percentile(ms, 50), percentile(ms, 99)
-        print(ROW.format(n, len(rows), p50, p99, paced, coalesced, covered))
+    for n, calls in enumerate(per_process):
+        ms = sorted(call[0] for call in calls)
+        p50, p99 = (f"{ms[math.ceil(q * len(ms)) - 1]:.1f}" for q in (0.5, 0.99))  # nearest rank
+        paced, coalesced, covered = (sum(call[i] for call in calls) for i in (1, 2, 3))
+        print(ROW.format(n, len(calls), p50, p99, paced, coalesced, covered))
     print(f"total calls: {sum(map(len, per_process))}")
 
 
@@ -73,15 +68,14 @@ def main():
     args = parser.parse_args()
     if args.uri is None:
         with MilvusTestServer() as server:
-            if args.rate > 0:
-                server.limit_flush_rate(args.rate)
+            server.limit_flush_rate(args.rate or None)
             run(server.uri, "", args)
             flushes, throttled = len(server.flush_calls), len(server.throttled_calls)
             print(f"server: {flushes} Flush RPCs, {throttled} throttled")
         return
     admin = MilvusClient(uri=args.uri, token=args.token)
     created = not admin.has_collection(COLLECTION)
-    if created:
+    if created:  # the test server above knows every collection; a real one needs it made
         admin.create_collection(COLLECTION, dimension=8)
     try:
         run(args.uri, args.token, args)

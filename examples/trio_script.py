@@ -2,8 +2,9 @@
 
 Under ``trio.run``, ``flushkit.AsyncFlusher`` takes the blocking ``MilvusClient`` (grpc.aio
 is asyncio's); the flush holds no thread while in flight, and a trio cancel scope around
-it is its budget. The script creates a collection, inserts rows, flushes them until
-persisted, prints the FlushResult's parts, and drops the collection.
+it is its budget. The script creates its collection if missing, inserts rows, flushes
+them until persisted, prints the FlushResult's parts, and drops the collection if it
+created it.
 
 Run (needs Milvus Lite and trio: ``pip install -e '.[demo]'``)::
 
@@ -27,9 +28,9 @@ DIM = 4
 
 async def main(uri, token, rows):
     client = MilvusClient(uri=uri, token=token)
-    if client.has_collection(COLLECTION):  # left by an interrupted run
-        client.drop_collection(COLLECTION)
-    client.create_collection(COLLECTION, dimension=DIM)
+    created = not client.has_collection(COLLECTION)
+    if created:
+        client.create_collection(COLLECTION, dimension=DIM)
     try:
         data = [{"id": i, "vector": [random.random() for _ in range(DIM)]} for i in range(rows)]
         inserted = client.insert(COLLECTION, data)["insert_count"]
@@ -46,7 +47,8 @@ async def main(uri, token, rows):
         stats = client.get_collection_stats(COLLECTION)
         print(f"row_count: {stats['row_count']}")
     finally:
-        client.drop_collection(COLLECTION)
+        if created:
+            client.drop_collection(COLLECTION)
         client.close()
 
 

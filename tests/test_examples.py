@@ -32,7 +32,7 @@ def test_asyncio_service(tmp_path):
     pytest.importorskip("milvus_lite")
     db = str(tmp_path / "service.db")
     out = run_example("asyncio_service.py", tmp_path, "--uri", db, "--requests", "6", "--rows", "2")
-    assert re.search(r"^requests: 6, flushes OK: 6$", out, re.M), out
+    assert re.search(r"^requests: 6, flushes OK: 6, persisted: 6$", out, re.M), out
     coalesced = re.search(r"^coalesced: (\d+) of 6 flushes shared a Flush RPC$", out, re.M)
     assert coalesced and int(coalesced[1]) <= 6, out
     satisfied = re.search(r"^satisfied by: (.*)$", out, re.M)
