@@ -433,7 +433,7 @@ def render_latency(results: list[dict[str, Any]]) -> str:
                 for callers, rate in throughput.items()
             ]
             parts.append(
-                f"Throughput, {report['server']}, calls/s (median of the runs):\n\n"
+                f"Throughput, {report['server']}, calls/s:\n\n"
                 + table(["callers", *variants], rows, right=range(len(variants) + 1))
             )
     return "\n\n".join(parts)
@@ -546,7 +546,7 @@ def render_soak(results: dict[str, Any]) -> str:
             f"{fmt(results['rss_start_mb'])} -> {fmt(results['rss_end_mb'])} MiB",
         ],
     ]
-    return table(["", ""], rows)
+    return table(["soak", "figure"], rows)
 
 
 def render_wait(results: dict[str, Any]) -> str:
