@@ -17,6 +17,13 @@ from flushkit.testing import MilvusTestServer
 from .helpers import RUNTIMES, FlushCall, close_aio_services, flush_in
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The real server's tests first, otherwise in the order collected: they are the long
+    ones (server starts, rate windows), so under pytest-xdist (the README's ``-n 4``) the
+    quick tests fill the other workers around them instead of trailing after them."""
+    items.sort(key=lambda item: item.get_closest_marker("server") is None)
+
+
 @pytest.fixture(autouse=True)
 def _aio_services_closed() -> Iterator[None]:
     """The AsyncMilvusClients that ``flush_in("aio", ...)`` kept open, closed after the test."""

@@ -20,6 +20,14 @@ pytestmark = pytest.mark.server
 #: client's three ways; the AsyncMilvusClient path is covered by the flush_in tests here.
 BENCH_RUNTIMES = pytest.mark.parametrize("runtime", ["blocking", "asyncio", "trio"])
 
+#: Under pytest-xdist (the README's ``-n 4``) a group's tests run on one worker, one after
+#: another: tests that share a rate-limited server's budget and what its client learned
+#: must not run beside each other. Each group starts a server of its own, so the default
+#: rate's tests are two groups (each with every runtime), run side by side.
+ON_THE_RATE_LIMITED_SERVER = pytest.mark.xdist_group("milvus-rate-limited")
+ON_A_DEFAULT_RATE_SERVER = pytest.mark.xdist_group("milvus-default-rate")
+ON_ANOTHER_DEFAULT_RATE_SERVER = pytest.mark.xdist_group("milvus-default-rate-2")
+
 
 @pytest.fixture
 def root(milvus_server):
@@ -192,8 +200,9 @@ def _until_refused(flush: Any, name: str, patience: float = 30.0) -> None:
 
 
 def test_next_flush_after_the_server_restarts_succeeds(milvus_servers):
-    """Once for all runtimes: the restart waits out the port's TIME_WAIT (about a minute)."""
-    server = milvus_servers.get(authorization=True)
+    """Once for all runtimes. The restarted server waits for the killed one's sessions to
+    expire: a 10 s session lease (30 s by default) brings that from about 60 s to 25 s."""
+    server = milvus_servers.get(authorization=True, **{"common.session.ttl": 10})
     client = MilvusClient(uri=server.uri, token=server.token)
     try:
         name = collection(client, "restart", rows=20)
@@ -253,6 +262,7 @@ def limited(milvus_servers, rate_bench):
         client.close()
 
 
+@ON_THE_RATE_LIMITED_SERVER
 @BENCH_RUNTIMES
 def test_64_callers_share_two_flushes_under_the_servers_rate_limit(limited, rate_bench, runtime):
     client, proxy = limited
@@ -266,6 +276,7 @@ def test_64_callers_share_two_flushes_under_the_servers_rate_limit(limited, rate
     assert all(result.persisted for _, result in outcomes)
 
 
+@ON_THE_RATE_LIMITED_SERVER
 def test_the_same_load_through_pymilvus_meets_the_rate_limit(limited, rate_bench):
     client, proxy = limited
     outcomes = rate_bench.run_pymilvus(client, 64, timeout=3.0)
@@ -310,6 +321,7 @@ def default_limited(milvus_servers, rate_bench, _proxies):
     return client, proxy
 
 
+@ON_A_DEFAULT_RATE_SERVER
 def test_two_flushes_in_a_row_both_succeed_under_the_default_rate_limit(
     default_limited, rate_bench, runtime
 ):
@@ -330,6 +342,7 @@ def test_two_flushes_in_a_row_both_succeed_under_the_default_rate_limit(
     assert (second.satisfied_by, admitted) in {("flush", 1), ("covered", 0)}
 
 
+@ON_ANOTHER_DEFAULT_RATE_SERVER
 @BENCH_RUNTIMES
 def test_callers_arriving_over_20_seconds_share_one_flush_per_slot(
     default_limited, rate_bench, runtime
@@ -343,6 +356,7 @@ def test_callers_arriving_over_20_seconds_share_one_flush_per_slot(
     assert report["rate_limited_answers"] <= 2
 
 
+@ON_A_DEFAULT_RATE_SERVER
 def test_a_call_whose_budget_ends_before_the_slot_fails_at_once(
     default_limited, rate_bench, runtime
 ):
@@ -380,6 +394,7 @@ def busy_machine():
         spinner.wait()
 
 
+@ON_ANOTHER_DEFAULT_RATE_SERVER
 @BENCH_RUNTIMES
 def test_64_callers_released_together_on_a_busy_machine(
     default_limited, rate_bench, runtime, busy_machine

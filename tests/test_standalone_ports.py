@@ -15,7 +15,12 @@ from pymilvus import MilvusClient
 import flushkit
 from flushkit._tools.standalone import Standalone, Standalones
 
-pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
+#: One pair of servers for the module, on one pytest-xdist worker.
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.timeout(900),
+    pytest.mark.xdist_group("milvus-two-servers"),
+]
 
 ETCD_FIXED_PORTS = {2379, 2380}
 

@@ -125,6 +125,9 @@ def _start(server: Any, base_dir: Path, port: int | None, timeout: float) -> int
     etcd_peer_port, metrics_port = picked[len(port_keys) :]
     if port is not None:
         ports["proxy_port"] = port
+        # A restart takes its old port back at once, as the Go server binds (with
+        # SO_REUSEADDR): the wheel's own check would wait out the port's TIME_WAIT.
+        server.config.try_bind_port = _bind_through_time_wait
     etcd_config = base_dir / "configs" / "embed-etcd.yaml"
     _write_etcd_config(etcd_config, ports["etcd_port"], etcd_peer_port, base_dir)
     template = server.config.template_text
@@ -139,6 +142,20 @@ def _start(server: Any, base_dir: Path, port: int | None, timeout: float) -> int
     server.start()
     _wait_healthy(server, base_dir, timeout)
     return etcd_peer_port
+
+
+def _bind_through_time_wait(port: int) -> socket.socket | None:
+    """The wheel's port check with SO_REUSEADDR: a listening socket on ``port``, or None
+    where another process listens there."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+    except OSError:
+        sock.close()
+        return None
+    return sock
 
 
 def _write_etcd_config(path: Path, client_port: int, peer_port: int, base_dir: Path) -> None:
@@ -263,13 +280,14 @@ class Standalones:
         return self._server
 
     def restart(self) -> Standalone:
-        """Stop the running server and start it again on its data (and, when it is still
-        free, on its proxy port; its other ports are picked afresh)."""
+        """Stop the running server and start it again on its data and its proxy port (its
+        other ports are picked afresh). The killed server's sessions stay in etcd until
+        their lease ends: the new one is healthy after about twice ``common.session.ttl``
+        (30 s unless set)."""
         if self._server is None or self._settings is None:
             raise RuntimeError("no server is running")
         settings, base, port = self._settings, self._base, self._server.port
         self.close()
-        _wait_until_free(port)
         self._server = self._stack.enter_context(standalone(base, port=port, **settings))
         self._settings, self._base = settings, base
         return self._server
@@ -278,17 +296,3 @@ class Standalones:
         self._stack.close()
         self._stack = contextlib.ExitStack()
         self._server = self._settings = None
-
-
-def _wait_until_free(port: int, patience: float = 120.0) -> None:
-    """The milvus package binds without SO_REUSEADDR: wait out the port's TIME_WAIT."""
-    deadline = time.monotonic() + patience
-    while True:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-        time.sleep(0.2)
