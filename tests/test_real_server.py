@@ -20,10 +20,10 @@ pytestmark = pytest.mark.server
 #: client's three ways; the AsyncMilvusClient path is covered by the flush_in tests here.
 BENCH_RUNTIMES = pytest.mark.parametrize("runtime", ["blocking", "asyncio", "trio"])
 
-#: Under pytest-xdist (the README's ``-n 4``) a group's tests run on one worker, one after
-#: another: tests that share a rate-limited server's budget and what its client learned
-#: must not run beside each other. Each group starts a server of its own, so the default
-#: rate's tests are two groups (each with every runtime), run side by side.
+#: Under pytest-xdist (the README's ``-n 4``; ``--dist loadgroup`` in pyproject.toml) a
+#: group's tests run on one worker, one after another, on the one server the group starts
+#: (each worker has its own servers): without groups every worker would start every kind
+#: of server. The default rate's tests, about 90 s each way, are two groups run side by side.
 ON_THE_RATE_LIMITED_SERVER = pytest.mark.xdist_group("milvus-rate-limited")
 ON_A_DEFAULT_RATE_SERVER = pytest.mark.xdist_group("milvus-default-rate")
 ON_ANOTHER_DEFAULT_RATE_SERVER = pytest.mark.xdist_group("milvus-default-rate-2")

@@ -28,12 +28,11 @@ def test_short_soak(soak, backend):
     report = soak.run_soak(calls=1500, concurrency=64, backend=backend, faults_only=True)
     assert sum(report.outcomes.values()) == 1500
     assert report.undocumented == []
-    assert report.hung == 0
+    # A call past its budget by the soak's hang guard (seconds) is hung; how far past
+    # their budget calls end is a benchmark's figure (benchmarks/fault_overrun.py).
+    assert report.hung == 0, report
     assert report.coalesced > 0  # 64 callers on 50 collections share some RPCs
     assert report.calls_left == 0
-    # single calls end within 50 ms of their budget (test_faults.py); 64 callers and the
-    # in-process server sharing two cores can wake the loop later than that
-    assert report.slowest <= soak.TIMEOUT + 1.0  # the soak's own hang guard
     assert report.outcomes["success"] > 500
     assert report.rss_end_mb - report.rss_start_mb < 30, report
 
@@ -45,7 +44,7 @@ def test_short_soak_under_the_servers_rate_limit(soak, backend):
     report = soak.run_soak(calls=1000, concurrency=64, backend=backend)
     assert sum(report.outcomes.values()) == 1000
     assert report.undocumented == []
-    assert report.hung == 0
+    assert report.hung == 0, report
     assert report.calls_left == 0
     assert report.throttled > 0  # the limiter answered, and the calls waited it out
     assert report.outcomes["success"] > 500, report.outcomes
