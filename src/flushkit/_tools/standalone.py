@@ -84,6 +84,7 @@ def standalone(
     from milvus import MilvusServer
 
     base_dir = Path(base_dir).resolve()
+    _unpack(base_dir)
     for attempt in range(1, _ATTEMPTS + 1):
         server = MilvusServer()
         server.set_base_dir(str(base_dir))
@@ -113,6 +114,17 @@ def standalone(
         finally:
             server.stop()
             atexit.unregister(server.stop)
+
+
+def _unpack(base_dir: Path) -> None:
+    """Unpack the server's binaries into ``base_dir/bin`` before the start lock is taken:
+    LZMA, a few seconds of CPU that would otherwise hold the lock (the wheel's own start
+    then finds them unpacked, by their checksums)."""
+    import milvus
+
+    unpack = getattr(milvus, "_initialize_data_files", None)
+    if unpack is not None:
+        unpack(str(base_dir))
 
 
 def _start(server: Any, base_dir: Path, port: int | None, timeout: float) -> int:
