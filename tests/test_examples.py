@@ -16,6 +16,10 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def run_example(name: str, tmp_path: Path, *args: str) -> str:
+    return run_example_with_stderr(name, tmp_path, *args)[0]
+
+
+def run_example_with_stderr(name: str, tmp_path: Path, *args: str) -> tuple[str, str]:
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
         cwd=tmp_path,
@@ -24,20 +28,33 @@ def run_example(name: str, tmp_path: Path, *args: str) -> str:
         timeout=180,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return done.stdout
+    return done.stdout, done.stderr
+
+
+#: Milvus Lite 3.2.2's error when two Flushes of one collection commit out of order (its
+#: server logs it, and answers code 1): seen on a busy machine, where a slow Flush lets
+#: the next round go before it answered, and then the rows of one Flush can be lost.
+LITE_FLUSH_RACE = "current_seq is monotonic"
 
 
 @pytest.mark.lite
 def test_asyncio_service(tmp_path):
     pytest.importorskip("milvus_lite")
     db = str(tmp_path / "service.db")
-    out = run_example("asyncio_service.py", tmp_path, "--uri", db, "--requests", "6", "--rows", "2")
+    out, err = run_example_with_stderr(
+        "asyncio_service.py", tmp_path, "--uri", db, "--requests", "6", "--rows", "2"
+    )
     assert re.search(r"^requests: 6, flushes OK: 6, persisted: 6$", out, re.M), out
     coalesced = re.search(r"^coalesced: (\d+) of 6 flushes shared a Flush RPC$", out, re.M)
     assert coalesced and int(coalesced[1]) <= 6, out
     satisfied = re.search(r"^satisfied by: (.*)$", out, re.M)
     assert satisfied and sum(int(kv.split("=")[1]) for kv in satisfied[1].split(", ")) == 6
-    assert re.search(r"^rows in examples_asyncio_service: 12$", out, re.M), out
+    if (
+        not re.search(r"^rows in examples_asyncio_service: 12$", out, re.M)
+        and LITE_FLUSH_RACE in err
+    ):
+        pytest.xfail(f"Milvus Lite lost rows to its own flush race ({LITE_FLUSH_RACE}): {out}")
+    assert re.search(r"^rows in examples_asyncio_service: 12$", out, re.M), out + err[-2000:]
 
 
 def test_multiprocess_bench(tmp_path):

@@ -217,20 +217,26 @@ def test_reset_clears_scripts_and_records(server: MilvusTestServer, stub: Stub) 
 def test_130_concurrent_hanging_calls_end_together(server: MilvusTestServer, stub: Stub) -> None:
     server.script_flush(*[hang() for _ in range(130)])
 
+    # Deadlines long enough for every call to reach its handler first, on a busy machine
+    # too (a call whose deadline passes before the server takes it up never reaches it).
+    deadline = 5.0
+
     def one(i: int) -> grpc.StatusCode:
         try:
-            stub.Flush(flush_request(f"c{i}"), timeout=0.3)
+            stub.Flush(flush_request(f"c{i}"), timeout=deadline)
         except grpc.RpcError as error:
             return error.code()
         return grpc.StatusCode.OK
 
     started = time.monotonic()
     with futures.ThreadPoolExecutor(max_workers=130) as pool:
-        codes = list(pool.map(one, range(130)))
+        calls = [pool.submit(one, i) for i in range(130)]
+        assert server.wait_for_calls(130, timeout=deadline)  # all hanging at once
+        codes = [call.result() for call in calls]
     took = time.monotonic() - started
     assert codes == [grpc.StatusCode.DEADLINE_EXCEEDED] * 130
-    # concurrently: one after another they would take 39 s
-    assert 0.3 <= took < 10.0, took
+    # concurrently: one after another they would take 650 s
+    assert deadline <= took < 60.0, took
     # the server notices each client going on its own handler thread: on a busy machine
     # 130 of them take a while to be scheduled
     assert server.wait_for_cancellations(130, timeout=20.0)
