@@ -18,6 +18,7 @@ import contextlib
 import json
 import random
 import socket
+import subprocess
 import tempfile
 import time
 import urllib.request
@@ -112,8 +113,19 @@ def standalone(
             )
             return
         finally:
-            server.stop()
+            _stop(server)
             atexit.unregister(server.stop)
+
+
+def _stop(server: Any) -> None:
+    """The wheel's stop (SIGTERM, 1 s, SIGKILL, 3 s), with the time a busy machine may take
+    to end a killed server: the wheel raises TimeoutExpired after those 3 s."""
+    try:
+        server.stop()
+    except subprocess.TimeoutExpired:
+        server.server_proc.kill()
+        server.server_proc.wait(timeout=START_TIMEOUT)
+        server.stop()  # the process has ended: closes its log files
 
 
 def _unpack(base_dir: Path) -> None:
