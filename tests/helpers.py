@@ -7,10 +7,14 @@ collected and run on its own.
 from __future__ import annotations
 
 import contextlib
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -26,6 +30,25 @@ from flushkit.testing import MilvusTestServer
 RUNTIMES = ("blocking", "asyncio", "trio", "aio")
 
 FlushCall = Callable[..., flushkit.FlushResult]
+
+
+def python_blocks(markdown: str) -> list[str]:
+    """The ```python code blocks of a Markdown page, in order."""
+    return re.findall(r"```python\n(.*?)```", markdown, re.S)
+
+
+def run_python(cwd: Path, script: str | Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` (a file, or code to write to ``cwd/example.py``) with ``args`` in
+    ``cwd``, as a user runs it; the test fails with its output's end unless it exits 0."""
+    if isinstance(script, str):
+        (cwd / "example.py").write_text(script)
+        script = cwd / "example.py"
+    done = subprocess.run(
+        [sys.executable, str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done
+
 
 #: The installed pymilvus's major version (2: the 2.6 line, 3: 3.x).
 PYMILVUS_MAJOR = int(pymilvus.__version__.split(".")[0])

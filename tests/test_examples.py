@@ -6,29 +6,17 @@ Each runs as a subprocess in an empty directory (a Milvus Lite file there when i
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from .helpers import run_python
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def run_example(name: str, tmp_path: Path, *args: str) -> str:
-    return run_example_with_stderr(name, tmp_path, *args)[0]
-
-
-def run_example_with_stderr(name: str, tmp_path: Path, *args: str) -> tuple[str, str]:
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return done.stdout, done.stderr
+    return run_python(tmp_path, EXAMPLES / name, *args).stdout
 
 
 #: Milvus Lite 3.2.2's error when two Flushes of one collection commit out of order (its
@@ -41,9 +29,10 @@ LITE_FLUSH_RACE = "current_seq is monotonic"
 def test_asyncio_service(tmp_path):
     pytest.importorskip("milvus_lite")
     db = str(tmp_path / "service.db")
-    out, err = run_example_with_stderr(
-        "asyncio_service.py", tmp_path, "--uri", db, "--requests", "6", "--rows", "2"
+    done = run_python(
+        tmp_path, EXAMPLES / "asyncio_service.py", "--uri", db, "--requests", "6", "--rows", "2"
     )
+    out, err = done.stdout, done.stderr
     assert re.search(r"^requests: 6, flushes OK: 6, persisted: 6$", out, re.M), out
     coalesced = re.search(r"^coalesced: (\d+) of 6 flushes shared a Flush RPC$", out, re.M)
     assert coalesced and int(coalesced[1]) <= 6, out

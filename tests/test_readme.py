@@ -4,15 +4,15 @@ what they say they print; its links into docs/ point at files that exist."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from .helpers import python_blocks, run_python
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
-EXAMPLES = re.findall(r"```python\n(.*?)```", README, re.S)
+EXAMPLES = python_blocks(README)
 
 
 def test_the_readme_has_one_example_per_runtime():
@@ -33,13 +33,8 @@ def test_the_readme_has_one_example_per_runtime():
 )
 def test_a_readme_example_runs_as_pasted(tmp_path, index, printed):
     pytest.importorskip("milvus_lite")
-    script = tmp_path / "example.py"
-    script.write_text(EXAMPLES[index])
-    done = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=180
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert re.search(printed, done.stdout, re.M), done.stdout
+    out = run_python(tmp_path, EXAMPLES[index]).stdout
+    assert re.search(printed, out, re.M), out
 
 
 def test_every_relative_link_of_the_readme_exists():
