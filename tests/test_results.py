@@ -43,6 +43,20 @@ def test_mappings_read_as_the_response_said():
 
 
 @pytest.mark.pure
+def test_mappings_views_are_dict_views():
+    result = _result()
+    assert list(result.coll_segIDs.keys()) == ["a"]
+    assert list(result.coll_segIDs.values()) == [(1, 2)]
+    assert list(result.coll_segIDs.items()) == [("a", (1, 2))]
+    assert sum(len(ids) for ids in result.coll_segIDs.values()) == 2
+    assert result.coll_seal_times.items() == {("a", 1_700_000_000)}
+    assert result.coll_segIDs.keys() == {"a"} and result.coll_segIDs.keys() & {"a", "b"} == {"a"}
+    assert (1, 2) in result.coll_segIDs.values()
+    with pytest.raises(TypeError):  # a view is no way to change the result
+        result.coll_segIDs.keys().mapping["b"] = (3,)  # type: ignore[index]
+
+
+@pytest.mark.pure
 def test_mappings_are_read_only_and_detached_from_later_changes():
     response = _response()
     result = _result(response=response)

@@ -85,6 +85,52 @@ def test_span_follows_the_database_conventions(observed, spans, fake):
     assert span.status.status_code is StatusCode.UNSET
 
 
+def test_a_sampler_sees_the_database_attributes(runtime, client, fake):
+    # The attributes known when the span starts are given to start_span, as OpenTelemetry
+    # asks, so that a sampler can decide by database or collection.
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+
+    seen = []
+
+    class KeepOnlyAnalytics(Sampler):
+        def should_sample(
+            self,
+            parent_context,
+            trace_id,
+            name,
+            kind=None,
+            attributes=None,
+            links=None,
+            trace_state=None,
+        ):
+            seen.append(dict(attributes or {}))
+            keep = (attributes or {}).get("db.namespace") == "analytics"
+            return SamplingResult(
+                Decision.RECORD_AND_SAMPLE if keep else Decision.DROP, attributes if keep else None
+            )
+
+        def get_description(self):
+            return "KeepOnlyAnalytics"
+
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=KeepOnlyAnalytics())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    flush = flush_in(
+        runtime, client, middleware=flushkit.default_middleware(tracer_provider=provider)
+    )
+    flush("docs", db_name="analytics")
+    flush("docs")
+    assert [a.get("db.namespace") for a in seen] == ["analytics", "default"]
+    assert all(a.get("db.collection.name") == "docs" for a in seen)
+    assert all(a.get("server.port") == fake.port for a in seen)
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes["db.namespace"] == "analytics"
+
+
 def test_span_for_several_collections_is_named_after_the_database(observed, spans):
     observed(["docs", "images"])
     (span,) = spans.get_finished_spans()

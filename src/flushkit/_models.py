@@ -6,7 +6,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    Sequence,
+    ValuesView,
+)
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
@@ -343,6 +352,16 @@ class _ProtoMap(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._dict())
+
+    # The converted dict's own views: the mixins' would look up every key again.
+    def keys(self) -> KeysView[str]:
+        return self._dict().keys()
+
+    def values(self) -> ValuesView[Any]:
+        return self._dict().values()
+
+    def items(self) -> ItemsView[str, Any]:
+        return self._dict().items()
 
     def __repr__(self) -> str:
         return repr(self._dict())

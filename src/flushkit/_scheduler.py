@@ -245,7 +245,11 @@ class FlushScheduler:
                     state.newest_start = now
                     turn.alone = state
                     turn.sent_at = now
-                    message = milvus_pb2.FlushRequest(db_name=db_name, collection_names=names)
+                    message = state.message
+                    if message is None:  # made once: the usual call sends the same bytes
+                        message = state.message = milvus_pb2.FlushRequest(
+                            db_name=db_name, collection_names=names
+                        )
                     turn.first = Call(FLUSH, message, request)
                 else:
                     turn.tickets = [Ticket(turn, state, names[0], request)]
@@ -396,6 +400,7 @@ class Collection:
         "in_flight",
         "last_status",
         "lock",
+        "message",
         "name",
         "newest_start",
         "slot",
@@ -418,6 +423,8 @@ class Collection:
         self.spread = spread or _spread
         self.db_name = db_name
         self.name = name
+        #: The Flush message of this collection alone (made at its first such Flush).
+        self.message: Any = None
         #: The earliest time the next Flush may go.
         self.slot = -math.inf
         #: Whether the slot is estimated (another client's Flush set it; see the module).

@@ -3,7 +3,8 @@
 The span is named ``flush <collection>`` for one collection, else ``flush <database>``,
 and carries ``db.system.name="milvus"``, ``db.operation.name="flush"``,
 ``db.collection.name`` (one collection only), ``db.namespace``, ``server.address`` and
-``server.port``. On failure it records the exception, sets ``error.type`` and
+``server.port``, given to the tracer when the span starts (so a sampler can decide by
+them). On failure it records the exception, sets ``error.type`` and
 ``db.response.status_code`` and the ERROR status; a cancelled flush ends the span with its
 status unset. It covers the whole call, retries included. A call whose Flush RPC was
 shared with other calls (coalescing) has ``flushkit.coalesced=true``. A call that
@@ -85,11 +86,12 @@ class TracingMiddleware:
     def _traced(self, request: FlushRequest) -> Flow:
         single = len(request.collection_names) == 1
         target = request.collection_names[0] if single else request.db_name
-        span = self.tracer.start_span(f"flush {target}", kind=SpanKind.CLIENT)
+        span = self.tracer.start_span(
+            f"flush {target}", kind=SpanKind.CLIENT, attributes=request_attributes(request)
+        )
         if not span.is_recording():
             result: FlushResult = yield request
             return result
-        span.set_attributes(request_attributes(request))
         token = context.attach(trace.set_span_in_context(span))
         try:
             result = yield request.replace(trace=Trace(span, carried_context(span)))
