@@ -21,11 +21,16 @@ Arguments after ``--`` go to ``hot_path.py`` as they are:
     python benchmarks/ab.py [--pairs 4] [--before /tmp/old/src] [--after src]
         [--json ab.json] [--verbose] [-- --rounds 2000 --repeats 3]
     python benchmarks/ab.py --pairs 1 -- --rounds 50 --repeats 1   # a smoke run
+    python benchmarks/ab.py --record "before: <commit>; after: <commit>" ...  # the page's
+
+``--record NOTE`` also writes ``docs/results/hot-path-ab.json``, from which
+``benchmarks/report.py`` renders the benchmarks page's before/after section.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import statistics
@@ -75,6 +80,40 @@ def run_once(side: str, src: Path, passed: list[str], verbose: bool) -> dict[str
     if not imported.is_relative_to(src.resolve()):
         raise SystemExit(f"{side}: imported {imported}, not from {src}")
     return report
+
+
+def record(
+    note: str,
+    rows: dict[str, dict[str, Any]],
+    pairs: int,
+    sources: dict[str, Path],
+    passed: list[str],
+    seconds: float,
+) -> None:
+    """Write ``docs/results/hot-path-ab.json`` as ``benchmarks/report.py`` wraps results
+    (it renders the page's before/after section from it)."""
+    sys.path.insert(0, str(HERE))
+    from report import RESULTS, machine, versions
+
+    wrapped = {
+        "benchmark": "hot-path-ab",
+        "command": ["python", "benchmarks/ab.py", *sys.argv[1:]],
+        "date": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
+        "seconds": round(seconds, 1),
+        "quick": False,
+        "machine": machine(),
+        "versions": versions(),
+        "note": note,
+        "results": {
+            "pairs": pairs,
+            "hot_path_args": passed,
+            "sources": {side: str(src) for side, src in sources.items()},
+            "table": rows,
+        },
+    }
+    path = RESULTS / "hot-path-ab.json"
+    path.write_text(json.dumps(wrapped, indent=2) + "\n")
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def table(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
@@ -136,6 +175,12 @@ def main() -> int:
     parser.add_argument("--after", type=Path, default=HERE.parent / "src", help="B's src")
     parser.add_argument("--json", type=Path, help="write the table and every run here")
     parser.add_argument("--verbose", action="store_true", help="show each run's own table")
+    parser.add_argument(
+        "--record",
+        metavar="NOTE",
+        help="also write docs/results/hot-path-ab.json (the benchmarks page's before/after "
+        "section), NOTE saying what the two sides are",
+    )
     args = parser.parse_args(argv)
     sources = {"before": args.before.resolve(), "after": args.after.resolve()}
     for side, src in sources.items():
@@ -160,6 +205,8 @@ def main() -> int:
             )
     rows = table(runs)
     show(rows, args.pairs)
+    if args.record:
+        record(args.record, rows, args.pairs, sources, passed, time.monotonic() - started)
     if args.json:
         args.json.write_text(
             json.dumps(

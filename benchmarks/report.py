@@ -182,6 +182,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     ),
 )
 BY_NAME = {bench.name: bench for bench in BENCHMARKS}
+#: Sections whose results another tool writes (it needs what this script cannot know,
+#: such as the source tree of the version before a change), with the command that does.
+RECORDED = {
+    "hot-path-ab": 'python benchmarks/ab.py --before <old>/src --record "<what each side is>"',
+}
 
 
 # --- running -------------------------------------------------------------------------
@@ -319,6 +324,8 @@ def meta_line(name: str, wrapped: dict[str, Any]) -> str:
 
 
 def missing(bench: Benchmark | None, name: str) -> str:
+    if name in RECORDED:
+        return f"*No results yet: `{RECORDED[name]}` writes `docs/results/{name}.json`.*"
     flag = " --with-server" if bench is not None and bench.server else ""
     return (
         f"*No results yet: `python benchmarks/report.py{flag} --only {name}` "
@@ -669,9 +676,35 @@ def render_fleet(results: dict[str, Any]) -> str:
     )
 
 
+def render_hot_path_ab(results: dict[str, Any]) -> str:
+    """``benchmarks/ab.py``'s table: each figure's median on each side, and the change."""
+    rows = []
+    for name, row in results["table"].items():
+        ratio_like = "ratio" in name or "x loop" in name
+        digits = 3 if ratio_like else 1
+        rows.append(
+            [
+                name,
+                fmt(row["before"], digits),
+                fmt(row["after"], digits),
+                fmt(row["after - before"], digits, sign=True),
+                fmt(row["after / before"], 3),
+            ]
+        )
+    sources = results.get("sources", {})
+    text = table(
+        ["figure", "before", "after", "after - before", "after / before"], rows, (1, 2, 3, 4)
+    )
+    return (
+        f"Medians over {results.get('pairs', '?')} runs of each side, alternating; before: "
+        f"`{sources.get('before', '?')}`, after: `{sources.get('after', '?')}`.\n\n{text}"
+    )
+
+
 RENDERERS: dict[str, Callable[[Any], str]] = {
     "call-path": render_call_path,
     "hot-path": render_hot_path,
+    "hot-path-ab": render_hot_path_ab,
     "overhead-lite": render_overhead_lite,
     "latency-lite": render_latency,
     "latency-standalone": render_latency,

@@ -4,6 +4,7 @@ picklable, converted once."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import pickle
 import time
 
@@ -176,7 +177,46 @@ def test_a_result_made_from_a_response_is_the_result_its_fields_make():
     result = _result()
     fields = {field.name: getattr(result, field.name) for field in dataclasses.fields(FlushResult)}
     assert result == FlushResult(**fields)
-    assert result.__dict__.keys() == fields.keys()
+    # Every field, once read, is the result's own (the mappings are read from the
+    # response, which the result keeps, when first read).
+    assert result.__dict__.keys() - {"_response"} == fields.keys()
     assert (result.attempts, result.throttled, result.paced, result.persisted) == (1, 0, 0.0, False)
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.elapsed = 0.0  # type: ignore[misc]
+
+
+@pytest.mark.pure
+def test_a_fresh_result_copies_pickles_and_replaces_as_any_other():
+    import copy
+
+    expected = {"a": (1, 2)}
+    assert pickle.loads(pickle.dumps(_result())).coll_segIDs == expected
+    assert copy.copy(_result()).coll_segIDs == expected
+    assert copy.deepcopy(_result()).coll_seal_times == {"a": 1_700_000_000}
+    replaced = dataclasses.replace(_result(), attempts=2)
+    assert (replaced.attempts, replaced.flush_coll_segIDs) == (2, {"a": (0,)})
+    plain = dataclasses.asdict(_result())  # plain dicts all the way down, JSON-able
+    assert plain["coll_flush_ts"] == {"a": 449_000_000_000_000_000}
+    assert type(plain["coll_segIDs"]) is dict and type(plain["flush_coll_segIDs"]) is dict
+    assert json.loads(json.dumps(plain))["coll_segIDs"] == {"a": [1, 2]}
+    merged = merged_result(
+        FlushRequest(("a", "b"), "default", None, False, time.monotonic()),
+        [_result(), _result(("b",), milvus_pb2.FlushResponse(db_name="default"))],
+    )
+    assert dataclasses.asdict(merged)["coll_seal_times"] == {"a": 1_700_000_000}
+    assert dataclasses.asdict(_result(response=milvus_pb2.FlushResponse()))["coll_segIDs"] == {}
+    fresh = _result()
+    assert repr(fresh).startswith("FlushResult(coll_segIDs={'a': (1, 2)}, flush_coll_segIDs=")
+
+
+@pytest.mark.pure
+def test_a_result_has_no_attribute_it_does_not_declare():
+    result = _result()
+    with pytest.raises(AttributeError, match="no attribute 'segments'"):
+        result.segments  # type: ignore[attr-defined]  # noqa: B018
+    with pytest.raises(AttributeError, match="no attribute '_ids'"):
+        result._ids  # type: ignore[attr-defined]  # noqa: B018
+    made = FlushResult({}, {}, {}, {}, "default", Status(), 0.0)
+    with pytest.raises(AttributeError):
+        made._response  # type: ignore[attr-defined]  # noqa: B018
+    assert not hasattr(result, "response") and hasattr(result, "coll_segIDs")

@@ -3,6 +3,7 @@ checks of what callers pass, done before any RPC."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -181,11 +182,8 @@ class Pause:
     seconds: float
 
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(mapping)) if mapping else _EMPTY
+    return _ProtoMap(dict(mapping), None) if mapping else _EMPTY
 
 
 @dataclass(frozen=True)
@@ -236,6 +234,21 @@ class FlushResult:
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_result, tuple(_plain(getattr(self, f.name)) for f in _RESULT_FIELDS))
 
+    if not TYPE_CHECKING:  # to a type checker every field is there, as declared
+
+        def __getattr__(self, name: str) -> Any:
+            # Called only for what __dict__ lacks: a result made from a FlushResponse
+            # (result_from_proto) reads its mappings from it when first read, as most
+            # callers never do (reading a protobuf map field costs more than the rest).
+            fields = self.__dict__
+            response = fields.get("_response")
+            convert = _FROM_RESPONSE.get(name, _NOT_MAPPED)
+            if response is None or convert is _NOT_MAPPED:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            source = getattr(response, name)
+            value = fields[name] = _ProtoMap(source, convert) if source else _EMPTY
+            return value
+
 
 _RESULT_FIELDS = dataclasses.fields(FlushResult)
 
@@ -258,18 +271,7 @@ def result_from_proto(
         result,
         "__dict__",
         {
-            "coll_segIDs": _ProtoMap(segments, _ids)
-            if (segments := response.coll_segIDs)
-            else _EMPTY,
-            "flush_coll_segIDs": (
-                _ProtoMap(flushed, _ids) if (flushed := response.flush_coll_segIDs) else _EMPTY
-            ),
-            "coll_seal_times": _ProtoMap(sealed, None)
-            if (sealed := response.coll_seal_times)
-            else _EMPTY,
-            "coll_flush_ts": _ProtoMap(stamps, None)
-            if (stamps := response.coll_flush_ts)
-            else _EMPTY,
+            "_response": response,  # its mappings: read when first read (__getattr__)
             "db_name": response.db_name or request.db_name,
             "status": status,
             "elapsed": time.monotonic() - request.started,
@@ -321,10 +323,26 @@ def _ids(ids: Any) -> tuple[int, ...]:
     return tuple(ids.data)
 
 
+#: The result's mappings that a FlushResponse's map fields of the same names give, with
+#: the conversion of each value (None: as it is).
+_FROM_RESPONSE: Mapping[str, Callable[[Any], Any] | None] = MappingProxyType(
+    {
+        "coll_segIDs": _ids,
+        "flush_coll_segIDs": _ids,
+        "coll_seal_times": None,
+        "coll_flush_ts": None,
+    }
+)
+_NOT_MAPPED = object()
+_EMPTY: Mapping[str, Any]  # made below, once _ProtoMap is
+
+
 class _ProtoMap(Mapping[str, Any]):
-    """A read-only mapping of a response's map field, converted at its first use: most
-    callers never read the segment IDs, and converting a protobuf map costs more than
-    the rest of building the result."""
+    """A result's read-only mapping: of a response's map field, converted at its first
+    use (most callers never read the segment IDs, and converting a protobuf map costs
+    more than the rest of building the result), or of a dict (``convert`` None).
+
+    A deep copy of it is a plain dict (so ``dataclasses.asdict(result)`` gives dicts)."""
 
     __slots__ = ("_convert", "_converted", "_source")
 
@@ -353,6 +371,9 @@ class _ProtoMap(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._dict())
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return copy.deepcopy(self._dict(), memo)
+
     # The converted dict's own views: the mixins' would look up every key again.
     def keys(self) -> KeysView[str]:
         return self._dict().keys()
@@ -365,6 +386,9 @@ class _ProtoMap(Mapping[str, Any]):
 
     def __repr__(self) -> str:
         return repr(self._dict())
+
+
+_EMPTY = _ProtoMap({}, None)
 
 
 def _elapsed(request: FlushRequest) -> float:
