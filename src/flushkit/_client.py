@@ -86,11 +86,17 @@ class FlusherBase:
             functools.partial(flush_flow, scheduler=scheduler),
         )
         address, port = _split_address(self._transport.connection.address)
-        #: The request fields that are the same for every call of this flusher.
-        self._fixed: dict[str, Any] = {
+        #: Every field of a call's request: those that are the same for every call of
+        #: this flusher filled in, the caller's own (set for each call) as placeholders.
+        self._fields: dict[str, Any] = {
             **REQUEST_DEFAULTS,
             "server_address": address,
             "server_port": port,
+            "collection_names": (),
+            "db_name": "",
+            "timeout": None,
+            "wait": False,
+            "started": 0.0,
         }
         self._closed = False
 
@@ -111,20 +117,15 @@ class FlusherBase:
             )
         if self._closed:
             raise ClientClosedError(f"{type(self).__name__} is closed")
-        return self._chain.request(
-            {
-                **self._fixed,
-                "collection_names": collection_names_of(collection_names),
-                "db_name": (
-                    self._transport.connection.db_name
-                    if db_name is None
-                    else db_name_of(db_name, "")
-                ),
-                "timeout": self.timeout if timeout is USE_FLUSHER_DEFAULT else timeout_of(timeout),
-                "wait": wait if wait is False or wait is True else wait_of(wait),
-                "started": time.monotonic(),
-            }
+        fields = self._fields.copy()
+        fields["collection_names"] = collection_names_of(collection_names)
+        fields["db_name"] = (
+            self._transport.connection.db_name if db_name is None else db_name_of(db_name, "")
         )
+        fields["timeout"] = self.timeout if timeout is USE_FLUSHER_DEFAULT else timeout_of(timeout)
+        fields["wait"] = wait if wait is False or wait is True else wait_of(wait)
+        fields["started"] = time.monotonic()
+        return self._chain.request(fields)
 
     @staticmethod
     def _transport_for(client: Any) -> Transport:
