@@ -201,7 +201,11 @@ class Transport:
         kind = type(effect)
         try:
             if kind is Call:
-                return await self.call_async(effect)  # type: ignore[arg-type]
+                timeout, scope_first = _rpc_timeout(effect)  # type: ignore[arg-type]
+                try:
+                    return await self._bridge(effect, timeout)  # type: ignore[arg-type]
+                except grpc.RpcError as exc:
+                    raise await _rpc_error(exc, effect, scope_first) from None  # type: ignore[arg-type]
             if kind is Start:
                 return await self.start_async(effect)  # type: ignore[arg-type]
             if kind is Wait:
@@ -236,29 +240,6 @@ class Transport:
         try:
             return stub(call.message, timeout=_remaining(call), metadata=metadata)
         except grpc.RpcError as exc:
-            raise error_from_rpc(exc, call) from None
-
-    async def call_async(self, call: Call) -> Any:
-        """Perform ``call`` without blocking the event loop or holding a thread.
-
-        The RPC's gRPC deadline is the flush's own deadline or the caller's cancel scope's,
-        whichever comes first, so the server sees the call end either way (the blocking
-        facade relies on the same gRPC deadline).
-        """
-        own = _remaining(call)
-        scope = anyio.current_effective_deadline()
-        if scope != math.inf:  # the caller's cancel scope has a deadline: seconds left
-            scope -= anyio.current_time()
-        scope_first = scope < (math.inf if own is None else own)
-        try:
-            return await self._bridge(call, max(scope, 0.0) if scope_first else own)
-        except grpc.RpcError as exc:
-            if scope_first and exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
-                # The caller's own cancel scope set this deadline: let it cancel us, so
-                # the caller sees its runtime's cancellation, not a FlushTimeoutError.
-                # (Once the scope is cancelled its deadline reads -inf: sleep_until
-                # then only checkpoints, which delivers the cancellation.)
-                await anyio.sleep_until(anyio.current_effective_deadline())
             raise error_from_rpc(exc, call) from None
 
     async def _bridge(self, call: Call, timeout: float | None) -> Any:
@@ -384,6 +365,31 @@ async def _answer_shared(rpc: Any, effect: Start) -> None:
     except grpc.RpcError as exc:
         error = error_from_rpc(exc, call)
     round_.land(response, error)
+
+
+def _rpc_timeout(call: Call) -> tuple[float | None, bool]:
+    """The gRPC deadline of an async facade's RPC, in seconds: the flush's own deadline or
+    the caller's cancel scope's, whichever comes first, so the server sees the call end
+    either way (the blocking facade relies on the same gRPC deadline); and whether it is
+    the scope's."""
+    own = _remaining(call)
+    scope = anyio.current_effective_deadline()
+    if scope != math.inf:  # the caller's cancel scope has a deadline: seconds left
+        scope -= anyio.current_time()
+    if scope < (math.inf if own is None else own):
+        return max(scope, 0.0), True
+    return own, False
+
+
+async def _rpc_error(exc: grpc.RpcError, call: Call, scope_first: bool) -> FlushError:
+    """The error an async facade's failed RPC raises."""
+    if scope_first and exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+        # The caller's own cancel scope set this deadline: let it cancel us, so the caller
+        # sees its runtime's cancellation, not a FlushTimeoutError. (Once the scope is
+        # cancelled its deadline reads -inf: sleep_until then only checkpoints, which
+        # delivers the cancellation.)
+        await anyio.sleep_until(anyio.current_effective_deadline())
+    return error_from_rpc(exc, call)
 
 
 def _remaining(call: Call) -> float | None:
