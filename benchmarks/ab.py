@@ -33,6 +33,7 @@ import argparse
 import datetime
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -97,7 +98,7 @@ def record(
 
     wrapped = {
         "benchmark": "hot-path-ab",
-        "command": ["python", "benchmarks/ab.py", *sys.argv[1:]],
+        "command": ["python", "benchmarks/ab.py", *map(shlex.quote, sys.argv[1:])],
         "date": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
         "seconds": round(seconds, 1),
         "quick": False,
