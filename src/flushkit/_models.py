@@ -3,7 +3,6 @@ checks of what callers pass, done before any RPC."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time
@@ -372,7 +371,7 @@ class _ProtoMap(Mapping[str, Any]):
         return len(self._dict())
 
     def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
-        return copy.deepcopy(self._dict(), memo)
+        return dict(self._dict())  # its values are immutable (ints, tuples of ints)
 
     # The converted dict's own views: the mixins' would look up every key again.
     def keys(self) -> KeysView[str]:
