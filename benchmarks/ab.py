@@ -21,7 +21,7 @@ Arguments after ``--`` go to ``hot_path.py`` as they are:
     python benchmarks/ab.py [--pairs 4] [--before /tmp/old/src] [--after src]
         [--json ab.json] [--verbose] [-- --rounds 2000 --repeats 3]
     python benchmarks/ab.py --pairs 1 -- --rounds 50 --repeats 1   # a smoke run
-    python benchmarks/ab.py --record "before: <commit>; after: <commit>" ...  # the page's
+    python benchmarks/ab.py --record "before: <commit>; after: <commit>" -- ...
 
 ``--record NOTE`` also writes ``docs/results/hot-path-ab.json``, from which
 ``benchmarks/report.py`` renders the benchmarks page's before/after section.
@@ -93,7 +93,8 @@ def record(
 ) -> None:
     """Write ``docs/results/hot-path-ab.json`` as ``benchmarks/report.py`` wraps results
     (it renders the page's before/after section from it)."""
-    sys.path.insert(0, str(HERE))
+    if str(HERE) not in sys.path:  # run as a script it is there already
+        sys.path.insert(0, str(HERE))
     from report import RESULTS, machine, versions
 
     wrapped = {

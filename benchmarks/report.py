@@ -691,14 +691,11 @@ def render_hot_path_ab(results: dict[str, Any]) -> str:
                 fmt(row["after / before"], 3),
             ]
         )
-    sources = results.get("sources", {})
     text = table(
         ["figure", "before", "after", "after - before", "after / before"], rows, (1, 2, 3, 4)
     )
-    return (
-        f"Medians over {results.get('pairs', '?')} runs of each side, alternating; before: "
-        f"`{sources.get('before', '?')}`, after: `{sources.get('after', '?')}`.\n\n{text}"
-    )
+    pairs = results.get("pairs", "?")
+    return f"Medians over {pairs} runs of each side, alternating (the note says which).\n\n{text}"
 
 
 RENDERERS: dict[str, Callable[[Any], str]] = {

@@ -146,3 +146,32 @@ def test_a_plot_is_shown_only_when_its_file_exists(report: ModuleType, tmp_path:
     assert "![Latency CDF, Milvus Lite](img/latency-lite.png)" in report.render_section(
         "latency-lite", latency, img_dir=tmp_path
     )
+
+
+def test_ab_record_writes_a_section_the_page_renders(
+    report: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ab.py --record wraps its table as report.py wraps results; ab.py imports "report"
+    # by name (its own directory on sys.path): that module, with its results elsewhere.
+    spec = importlib.util.spec_from_file_location("benchmarks_ab", ROOT / "benchmarks" / "ab.py")
+    assert spec is not None and spec.loader is not None
+    ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ab)
+    monkeypatch.setitem(sys.modules, "report", report)
+    monkeypatch.setattr(sys, "path", [*sys.path])  # record() puts benchmarks/ on it
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["ab.py", "--record", "before: a; after: b"])
+    rows = ab.table(
+        {
+            "before": [{"figures": {"P1 flushkit / pymilvus stub, ratio": 1.04}}],
+            "after": [{"figures": {"P1 flushkit / pymilvus stub, ratio": 1.03}}],
+        }
+    )
+    ab.record("before: a; after: b", rows, 1, {"before": tmp_path, "after": tmp_path}, [], 1.0)
+    wrapped = json.loads((tmp_path / "hot-path-ab.json").read_text())
+    assert wrapped["benchmark"] == "hot-path-ab" and wrapped["note"] == "before: a; after: b"
+    assert wrapped["command"][:2] == ["python", "benchmarks/ab.py"]
+    section = report.render_section("hot-path-ab", wrapped)
+    assert "| P1 flushkit / pymilvus stub, ratio | 1.040 | 1.030 | -0.010 | 0.990 |" in section
+    assert "*before: a; after: b*" in section
+    assert "No results yet: `python benchmarks/ab.py" in report.render_section("hot-path-ab", None)
