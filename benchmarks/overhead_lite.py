@@ -32,7 +32,9 @@ paired overhead above is made of. And in situ, each middleware of the default ch
 (transport replaced), less the empty chain: what each costs where it counts, quiet and
 with full telemetry (``latency.full_telemetry``: structlog JSON lines to a file, the
 OpenTelemetry SDK's tracer provider with a batch processor, a meter provider with a
-reader).
+reader). And two pieces of every call's path alone, warm and in situ: building the call's
+request (``Flusher._request``, the default chain's preparers included) and the result
+from a FlushResponse (``result_from_proto``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from pymilvus.grpc_gen import milvus_pb2
 
 import flushkit
 from flushkit._grpc.pymilvus_internals import MilvusConnection
+from flushkit._models import Status, result_from_proto
 
 COLLECTION = "bench"
 
@@ -159,6 +162,19 @@ def middleware_alone(
     return calls
 
 
+def pieces(client: MilvusClient) -> dict[str, Callable[[], object]]:
+    """Two pieces of every call's path, alone (private functions): building the call's
+    request (the default chain's preparers included) and the result from a response."""
+    flusher = flushkit.Flusher(client, timeout=10.0)
+    request = flusher._request(COLLECTION)
+    return {
+        "the call's request": functools.partial(flusher._request, COLLECTION),
+        "the result from a response": functools.partial(
+            result_from_proto, canned_response(), request, Status(), False
+        ),
+    }
+
+
 def warm_cpu(calls: dict[str, Callable[[], object]], n: int, repeats: int) -> dict[str, float]:
     """Microseconds of CPU per call, best of ``repeats`` runs of ``n`` calls each,
     the variants taking turns."""
@@ -225,6 +241,9 @@ def main() -> int:
         situ_calls = {k: v for k, v in warm_calls.items() if k.startswith("transport")}
         situ = in_situ(calls["bare"], situ_calls, args.rounds)
         each = in_situ(calls["bare"], middleware_alone(client), args.rounds)
+        piece_calls = pieces(client)
+        piece_warm = warm_cpu(piece_calls, args.warm_calls, args.repeats)
+        piece_situ = in_situ(calls["bare"], piece_calls, args.rounds)
         with Path(tmp, "log.jsonl").open("w") as log_file:
             telemetry = full_telemetry(log_file)
             full_calls = middleware_alone(client, telemetry)
@@ -268,8 +287,13 @@ def main() -> int:
             f"{name:<34} {micros:>9.2f} {micros - each['empty chain']:>+7.1f} "
             f"{full:>9.2f} {full - each_full['empty chain']:>+7.1f}"
         )
+    print(f"\npieces of every call's path, alone: warm (best of {args.repeats}) and in situ")
+    for name, micros in piece_warm.items():
+        print(f"{name:<34} {micros:>7.2f} {piece_situ[name]:>7.2f}")
     if args.json:
         report_all = {
+            "pieces_warm_us": piece_warm,
+            "pieces_in_situ_us": piece_situ,
             **report,
             "warm_cpu_us": warm,
             "in_situ_us": situ,

@@ -399,6 +399,16 @@ def render_overhead_lite(results: dict[str, Any]) -> str:
             "telemetry):\n\n"
             + table(["chain", "quiet us", "+ us", "full us", "+ us"], rows, right=(1, 2, 3, 4))
         )
+    piece_warm = results.get("pieces_warm_us", {})
+    piece_situ = results.get("pieces_in_situ_us", {})
+    if piece_warm:
+        rows = [
+            [name, fmt(us, 2), fmt(piece_situ.get(name), 2)] for name, us in piece_warm.items()
+        ]
+        parts.append(
+            "Two pieces of every call's path, alone: warm, and in situ (right after a bare "
+            "RPC):\n\n" + table(["piece", "warm us", "in situ us"], rows, right=(1, 2))
+        )
     return "\n\n".join(parts)
 
 
