@@ -95,24 +95,21 @@ def record(
     (it renders the page's before/after section from it)."""
     if str(HERE) not in sys.path:  # run as a script it is there already
         sys.path.insert(0, str(HERE))
-    from report import RESULTS, machine, versions
+    from report import RESULTS, wrap
 
-    wrapped = {
-        "benchmark": "hot-path-ab",
-        "command": ["python", "benchmarks/ab.py", *map(shlex.quote, sys.argv[1:])],
-        "date": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
-        "seconds": round(seconds, 1),
-        "quick": False,
-        "machine": machine(),
-        "versions": versions(),
-        "note": note,
-        "results": {
+    wrapped = wrap(
+        "hot-path-ab",
+        ["python", "benchmarks/ab.py", *map(shlex.quote, sys.argv[1:])],
+        datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds),
+        seconds,
+        {
             "pairs": pairs,
             "hot_path_args": passed,
             "sources": {side: str(src) for side, src in sources.items()},
             "table": rows,
         },
-    }
+        note=note,
+    )
     path = RESULTS / "hot-path-ab.json"
     path.write_text(json.dumps(wrapped, indent=2) + "\n")
     print(f"wrote {path}", file=sys.stderr)

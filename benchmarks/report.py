@@ -238,16 +238,33 @@ def run_one(bench: Benchmark, quick: bool, img_dir: Path = IMG) -> dict[str, Any
             raise RuntimeError(f"{bench.name} exited {done.returncode}")
         results = json.loads(out.read_text())
     print(f"[report] {bench.name}: {took:.0f} s", flush=True)
-    return {
-        "benchmark": bench.name,
+    return wrap(bench.name, command, started, took, results, quick=quick)
+
+
+def wrap(
+    name: str,
+    command: list[str],
+    started: datetime.datetime,
+    seconds: float,
+    results: Any,
+    *,
+    quick: bool = False,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """A benchmark's results with what they were measured on: a results file's content."""
+    wrapped = {
+        "benchmark": name,
         "command": command,
         "date": started.replace(microsecond=0).isoformat(),
-        "seconds": round(took, 1),
+        "seconds": round(seconds, 1),
         "quick": quick,
         "machine": machine(),
         "versions": versions(),
         "results": results,
     }
+    if note is not None:
+        wrapped["note"] = note
+    return wrapped
 
 
 def run_all(selected: Iterable[Benchmark], quick: bool, results_dir: Path) -> list[str]:

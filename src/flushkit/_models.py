@@ -182,7 +182,7 @@ class Pause:
 
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
-    return _ProtoMap(dict(mapping), None) if mapping else _EMPTY
+    return _ResultMap(dict(mapping), None) if mapping else _EMPTY
 
 
 @dataclass(frozen=True)
@@ -241,11 +241,10 @@ class FlushResult:
             # callers never do (reading a protobuf map field costs more than the rest).
             fields = self.__dict__
             response = fields.get("_response")
-            convert = _FROM_RESPONSE.get(name, _NOT_MAPPED)
-            if response is None or convert is _NOT_MAPPED:
+            if response is None or name not in _FROM_RESPONSE:
                 raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
             source = getattr(response, name)
-            value = fields[name] = _ProtoMap(source, convert) if source else _EMPTY
+            value = fields[name] = _ResultMap(source, _FROM_RESPONSE[name]) if source else _EMPTY
             return value
 
 
@@ -253,7 +252,7 @@ _RESULT_FIELDS = dataclasses.fields(FlushResult)
 
 
 def _plain(value: Any) -> Any:
-    return dict(value) if isinstance(value, MappingProxyType | _ProtoMap) else value
+    return dict(value) if isinstance(value, MappingProxyType | _ResultMap) else value
 
 
 def _rebuild_result(*values: Any) -> FlushResult:
@@ -332,11 +331,9 @@ _FROM_RESPONSE: Mapping[str, Callable[[Any], Any] | None] = MappingProxyType(
         "coll_flush_ts": None,
     }
 )
-_NOT_MAPPED = object()
-_EMPTY: Mapping[str, Any]  # made below, once _ProtoMap is
 
 
-class _ProtoMap(Mapping[str, Any]):
+class _ResultMap(Mapping[str, Any]):
     """A result's read-only mapping: of a response's map field, converted at its first
     use (most callers never read the segment IDs, and converting a protobuf map costs
     more than the rest of building the result), or of a dict (``convert`` None).
@@ -387,7 +384,7 @@ class _ProtoMap(Mapping[str, Any]):
         return repr(self._dict())
 
 
-_EMPTY = _ProtoMap({}, None)
+_EMPTY: Mapping[str, Any] = _ResultMap({}, None)
 
 
 def _elapsed(request: FlushRequest) -> float:
