@@ -364,3 +364,36 @@ def test_a_middleware_that_returns_none_stays_out_of_the_call():
         drive(chain)
     only_absent = Chain([absent], Core(result(db_name="y")))
     assert drive(only_absent)[0].db_name == "y"
+
+
+def test_closing_a_walk_closes_the_core_and_every_running_flow_innermost_first():
+    closed = []
+
+    def named(name, pause=False):
+        def flow(request):
+            try:
+                if pause:
+                    yield Pause(1.0)
+                return (yield request)
+            finally:
+                closed.append(name)
+
+        return flow
+
+    def core(request):
+        try:
+            yield ("rpc", request)
+            return result()
+        finally:
+            closed.append("core")
+
+    walk = Chain([named("outer"), named("inner")], core).walk(REQUEST)
+    assert next(walk) == ("rpc", REQUEST)  # waiting for the core's RPC
+    walk.close()
+    assert closed == ["core", "inner", "outer"]
+
+    closed.clear()
+    walk = Chain([named("outer"), named("pausing", pause=True)], core).walk(REQUEST)
+    assert next(walk) == Pause(1.0)  # the inner flow's pause, before the core ran
+    walk.close()
+    assert closed == ["pausing", "outer"]

@@ -24,10 +24,13 @@ from the caller's arguments alone (the timeout's deadline, the coalescing wish),
 the fields it set, and a flow that changes one of them changes it for the flows inside.
 
 A :class:`Chain` is composed once per flusher. For each call, :meth:`Chain.walk` walks it
-as pluggy's ``_multicall`` walks hook wrappers: one stack of running flows, the core
-flush on top, and a loop that hands each flow's answer to the one below. The walk is
-itself a generator: it yields the core's effects and the flows' pauses to the driver,
-which sends back each outcome (an answer, or :class:`~flushkit._effects.Failed`).
+as pluggy's ``_multicall`` walks hook wrappers, down then up: down, each flow starts with
+the request the one above yielded and is stepped to its first yield, then the core runs;
+up, the outcome (a result, or an exception thrown in) goes to each running flow,
+innermost first, until one yields a request again (down again, below it) or none is left.
+The walk is itself a generator: it yields the core's effects and the flows' pauses to
+the driver, which sends back each outcome (an answer, or
+:class:`~flushkit._effects.Failed`).
 """
 
 from __future__ import annotations
@@ -124,102 +127,114 @@ class Chain(Generic[Effect]):
         pauses), is sent each outcome (the answer, or a :class:`Failed`), and returns what
         the outermost flow returned (or raises what it raised)."""
         flows = self.flows
-        core_depth = self.depth
-        stack: list[Generator[Any, Any, Any]] = []
-        top: Any = None  # stack[depth], the flow that runs
-        depth = -1
-        answer: Any = None
-        error: BaseException | None = None
-        next_request: FlushRequest | None = request  # to run one level deeper
+        depth = self.depth
+        running: list[Generator[Any, Any, Any]] = []  # the flows that run, outermost first
+        levels: list[int] = []  # where each stands in ``flows``
+        start = 0  # where the next descent starts
         while True:
-            if next_request is not None:  # run the rest of the chain one level deeper
+            # Down: start each flow from ``start`` with the request the one above yielded,
+            # and step it to its first yield; then the core. What stops the descent (a
+            # flow's other yield, return or failure; the core's end) is the outcome below.
+            answer: Any = None
+            error: BaseException | None = None
+            step: Any = None
+            level = start
+            while level < depth:
                 try:
-                    flow: Generator[Any, Any, Any] | None
-                    if depth + 1 == core_depth:
-                        flow = self.core(next_request)
-                    else:
-                        flow = flows[depth + 1](next_request)
-                        if flow is None:  # the middleware stays out of this call
-                            stack.append(None)  # type: ignore[arg-type]
-                            depth += 1
-                            continue
-                        if type(flow) is not GeneratorType and not isinstance(flow, Generator):
-                            raise _not_a_flow(flows[depth + 1], flow)
-                    stack.append(flow)
-                    top = flow
-                    depth += 1
-                except Exception as exc:  # a middleware that failed to start its flow
-                    if depth < 0:
+                    flow = flows[level](request)
+                    if flow is None:  # the middleware stays out of this call
+                        level += 1
+                        continue
+                    if type(flow) is not GeneratorType and not isinstance(flow, Generator):
+                        raise _not_a_flow(flows[level], flow)
+                    step = flow.send(None)
+                except StopIteration as done:  # it returned before it yielded
+                    answer = done.value
+                    if type(answer) is not FlushResult and not isinstance(answer, FlushResult):
+                        answer, error = None, _not_a_result(flows[level], answer)
+                    break
+                except BaseException as exc:  # it failed to start: thrown into the one above
+                    if not running:
                         raise
-                    answer, error = None, exc
-                next_request = None
-            try:
-                if error is None:
-                    step = top.send(answer)
-                else:
-                    thrown, error = error, None
-                    step = top.throw(thrown)
-            except StopIteration as done:  # the flow returned: hand its value down
-                stack.pop()
-                answer = done.value
-                if (  # a middleware's value, not the core's: it must be a result
-                    depth < core_depth
-                    and type(answer) is not FlushResult
-                    and not isinstance(answer, FlushResult)
-                ):
-                    answer, error = None, _not_a_result(flows[depth], answer)
-                depth -= 1
-                while depth >= 0 and stack[depth] is None:  # middlewares that stayed out
-                    stack.pop()
-                    depth -= 1
-                if depth < 0:
-                    if error is not None:
-                        raise error from None
-                    return answer  # type: ignore[no-any-return]
-                top = stack[depth]
-                continue
-            except BaseException as exc:  # the flow raised: throw it into the one below
-                stack.pop()
-                depth -= 1
-                while depth >= 0 and stack[depth] is None:
-                    stack.pop()
-                    depth -= 1
-                if depth < 0:
-                    raise
-                top = stack[depth]
-                answer, error = None, exc
-                continue
-            answer = None
-            if depth < core_depth and type(step) is FlushRequest:
-                next_request = step
-                continue
-            if depth == core_depth or isinstance(step, Pause):
+                    error = exc
+                    break
+                running.append(flow)
+                levels.append(level)
+                if type(step) is not FlushRequest and not isinstance(step, FlushRequest):
+                    break  # a pause, or a wrong yield: for the flow, below
+                request = step
+                step = None
+                level += 1
+            else:
+                core = self.core(request)
                 try:
-                    answer = yield step
+                    effect = next(core)
+                    while True:
+                        try:
+                            outcome = yield effect
+                        except GeneratorExit:
+                            core.close()
+                            _close(running)
+                            raise
+                        if type(outcome) is Failed:
+                            effect = core.throw(outcome.error)
+                        else:
+                            effect = core.send(outcome)
+                except StopIteration as done:
+                    answer = done.value
                 except GeneratorExit:
-                    for flow in reversed(stack):
-                        flow.close()
                     raise
-                if type(answer) is Failed:  # thrown into the flow that asked for it
-                    answer, error = None, answer.error
-                continue
-            if isinstance(step, FlushRequest):  # a subclass's instance
-                next_request = step
-                continue
-            top.close()
-            stack.pop()
-            wrong = TypeError(
-                f"middleware {flows[depth]!r} yielded {step!r}; "
-                "it may yield only a FlushRequest or a Pause"
-            )
-            depth -= 1
-            while depth >= 0 and stack[depth] is None:
-                stack.pop()
-                depth -= 1
-            if depth < 0:
-                raise wrong
-            top = stack[depth]
-            answer, error = None, wrong
+                except BaseException as exc:
+                    if not running:
+                        raise
+                    error = exc
+            # Up: the outcome goes to each running flow, innermost first, until one yields
+            # a request (down again, below it) or none is left (the walk's outcome).
+            while running:
+                flow = running[-1]
+                if step is None:
+                    try:
+                        if error is None:
+                            step = flow.send(answer)
+                        else:
+                            thrown, error = error, None
+                            step = flow.throw(thrown)
+                    except StopIteration as done:  # it returned: hand its value up
+                        running.pop()
+                        answer = done.value
+                        level = levels.pop()
+                        if type(answer) is not FlushResult and not isinstance(answer, FlushResult):
+                            answer, error = None, _not_a_result(flows[level], answer)
+                        continue
+                    except BaseException as exc:  # it raised: thrown into the one above
+                        running.pop()
+                        levels.pop()
+                        if not running:
+                            raise
+                        answer, error = None, exc
+                        continue
+                if type(step) is FlushRequest or isinstance(step, FlushRequest):
+                    request = step
+                    start = levels[-1] + 1
+                    break
+                if isinstance(step, Pause):
+                    pause, step = step, None
+                    try:
+                        answer = yield pause
+                    except GeneratorExit:
+                        _close(running)
+                        raise
+                    if type(answer) is Failed:  # thrown into the flow that asked for it
+                        answer, error = None, answer.error
+                    continue
+                flow.close()
+                running.pop()
+                answer, error = None, _wrong_yield(flows[levels.pop()], step)
+                step = None
+            else:
+                if error is not None:
+                    raise error
+                return answer  # type: ignore[no-any-return]
 
 
 def _prepared(preparers: tuple[Any, ...], fields: dict[str, Any]) -> FlushRequest:
@@ -257,6 +272,18 @@ def _bad_fields(preparers: tuple[Any, ...], fields: dict[str, Any]) -> TypeError
         f"a request preparer of {[p.__self__ for p in preparers]!r} changed the request's "
         f"fields themselves (unknown: {unknown}, missing: {missing}); prepare(fields) may "
         "only change the values of FlushRequest's fields"
+    )
+
+
+def _close(running: list[Generator[Any, Any, Any]]) -> None:
+    """Close the running flows, innermost first (the walk itself is being closed)."""
+    for flow in reversed(running):
+        flow.close()
+
+
+def _wrong_yield(middleware: Middleware, step: object) -> TypeError:
+    return TypeError(
+        f"middleware {middleware!r} yielded {step!r}; it may yield only a FlushRequest or a Pause"
     )
 
 
