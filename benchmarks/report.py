@@ -354,8 +354,24 @@ def render_call_path(results: dict[str, Any]) -> str:
     rows = [
         [case, fmt(c["modules"]), fmt(c["functions"]), fmt(c["entries"])]
         for case, c in results.items()
+        if case != "bytecodes"
     ]
-    return table(["flush", "modules", "functions", "entries"], rows, right=(1, 2, 3))
+    text = table(["flush", "modules", "functions", "entries"], rows, right=(1, 2, 3))
+    cases = results.get("bytecodes")
+    if cases:
+        packages = ["flushkit", "grpc", "pymilvus", "standard library"]
+        rows = []
+        for name, counts in cases.items():
+            other = counts["total"] - sum(counts.get(p, 0) for p in packages)
+            rows.append(
+                [name, fmt(counts["total"]), *(fmt(counts.get(p, 0)) for p in packages), fmt(other)]
+            )
+        text += (
+            "\n\nPython bytecodes one warm call executes (wait=False), by the package of the "
+            "code:\n\n"
+            + table(["call", "total", *packages, "other"], rows, right=(1, 2, 3, 4, 5, 6))
+        )
+    return text
 
 
 def render_hot_path(results: dict[str, Any]) -> str:

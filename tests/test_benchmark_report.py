@@ -175,3 +175,35 @@ def test_ab_record_writes_a_section_the_page_renders(
     assert "| P1 flushkit / pymilvus stub, ratio | 1.040 | 1.030 | -0.010 | 0.990 |" in section
     assert "*before: a; after: b*" in section
     assert "No results yet: `python benchmarks/ab.py" in report.render_section("hot-path-ab", None)
+
+
+def test_call_path_renders_the_bytecodes_per_call_by_package(report: ModuleType) -> None:
+    counts = {"modules": 14, "functions": 36, "entries": 60}
+    bytecodes = {
+        "bare RPC": {"total": 100, "grpc": 70, "standard library": 30},
+        "flushkit, default chain": {"total": 250, "flushkit": 140, "grpc": 70, "tests": 40},
+    }
+    text = report.render_call_path({"wait=False": counts, "bytecodes": bytecodes})
+    assert "| wait=False | 14 | 36 | 60 |" in text
+    assert "bytecodes" not in text.split("\n\n")[0]  # not a row of the first table
+    assert "| call | total | flushkit | grpc | pymilvus | standard library | other |" in text
+    assert "| bare RPC | 100 | 0 | 70 | 0 | 30 | 0 |" in text
+    assert "| flushkit, default chain | 250 | 140 | 70 | 0 | 0 | 40 |" in text
+
+
+def test_call_path_counts_a_calls_bytecodes_by_package() -> None:
+    import textwrap
+
+    import flushkit
+
+    spec = importlib.util.spec_from_file_location("call_path", ROOT / "benchmarks" / "call_path.py")
+    assert spec is not None and spec.loader is not None
+    call_path = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(call_path)
+
+    stdlib = call_path.bytecodes(lambda: textwrap.dedent("  a\n  b\n"))
+    assert stdlib["standard library"] > 20  # dedent's own code
+    assert "flushkit" not in stdlib
+    ours = call_path.bytecodes(lambda: flushkit.RetryPolicy(attempts=2))
+    assert ours["flushkit"] > 10  # the policy's checks
+    assert sys.gettrace() is None  # the tracer is gone afterwards
