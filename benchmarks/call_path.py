@@ -77,11 +77,12 @@ def bytecodes(call: Callable[[], object]) -> Counter[str]:
                 counts["standard library" if stdlib else package] += 1
         return trace
 
+    previous = sys.gettrace()  # a debugger's or coverage's, given back afterwards
     sys.settrace(trace)
     try:
         call()
     finally:
-        sys.settrace(None)
+        sys.settrace(previous)
     return counts
 
 
