@@ -397,3 +397,24 @@ def test_closing_a_walk_closes_the_core_and_every_running_flow_innermost_first()
     assert next(walk) == Pause(1.0)  # the inner flow's pause, before the core ran
     walk.close()
     assert closed == ["pausing", "outer"]
+
+
+def test_a_cancellation_as_an_inner_middleware_starts_reaches_the_outer_flows():
+    class Cancelled(BaseException):
+        pass
+
+    seen = []
+
+    def outer(request):
+        try:
+            return (yield request)
+        except BaseException as exc:
+            seen.append(type(exc))
+            raise
+
+    def interrupted(request):
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        drive(Chain([outer, interrupted], Core()))
+    assert seen == [Cancelled]  # as it would if the inner flow had started, then raised
