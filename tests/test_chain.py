@@ -133,11 +133,12 @@ def test_retry_after_a_pause_runs_the_rest_of_the_chain_again():
     assert len(inner_calls) == 3 and len(core.requests) == 3
 
 
-def test_cancellation_reaches_middleware_and_propagates():
-    class Cancelled(BaseException):
-        pass
+class Cancelled(BaseException):
+    """A runtime's cancellation, as the driver hands it in."""
 
-    seen = []
+
+def watching(seen):
+    """A middleware that records the type of whatever is thrown into it, and re-raises."""
 
     def watch(request):
         try:
@@ -146,7 +147,12 @@ def test_cancellation_reaches_middleware_and_propagates():
             seen.append(type(exc))
             raise
 
-    walk = Chain([watch], Core()).walk(REQUEST)
+    return watch
+
+
+def test_cancellation_reaches_middleware_and_propagates():
+    seen = []
+    walk = Chain([watching(seen)], Core()).walk(REQUEST)
     next(walk)
     with pytest.raises(Cancelled):  # the driver's outcome of the core's RPC
         walk.send(Failed(Cancelled()))
@@ -400,21 +406,11 @@ def test_closing_a_walk_closes_the_core_and_every_running_flow_innermost_first()
 
 
 def test_a_cancellation_as_an_inner_middleware_starts_reaches_the_outer_flows():
-    class Cancelled(BaseException):
-        pass
-
     seen = []
-
-    def outer(request):
-        try:
-            return (yield request)
-        except BaseException as exc:
-            seen.append(type(exc))
-            raise
 
     def interrupted(request):
         raise Cancelled
 
     with pytest.raises(Cancelled):
-        drive(Chain([outer, interrupted], Core()))
+        drive(Chain([watching(seen), interrupted], Core()))
     assert seen == [Cancelled]  # as it would if the inner flow had started, then raised

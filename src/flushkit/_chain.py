@@ -90,7 +90,7 @@ Core = Callable[[FlushRequest], Generator[Effect, Any, FlushResult]]
 class Chain(Generic[Effect]):
     """``middleware`` (outermost first) around ``core``, checked and composed once."""
 
-    __slots__ = ("core", "depth", "flows", "middleware", "preparers")
+    __slots__ = ("core", "flows", "middleware", "preparers")
 
     def __init__(self, middleware: Sequence[Middleware], core: Core[Effect]) -> None:
         if not isinstance(middleware, Iterable) or isinstance(middleware, str):
@@ -112,8 +112,6 @@ class Chain(Generic[Effect]):
         self.flows = tuple(
             layer for layer in self.middleware if not isinstance(layer, RequestPreparer)
         )
-        #: Where the core runs in a walk's stack of flows.
-        self.depth = len(self.flows)
         self.core = core
 
     def request(self, fields: dict[str, Any]) -> FlushRequest:
@@ -127,7 +125,7 @@ class Chain(Generic[Effect]):
         pauses), is sent each outcome (the answer, or a :class:`Failed`), and returns what
         the outermost flow returned (or raises what it raised)."""
         flows = self.flows
-        depth = self.depth
+        depth = len(flows)
         running: list[Generator[Any, Any, Any]] = []  # the flows that run, outermost first
         levels: list[int] = []  # where each stands in ``flows``
         start = 0  # where the next descent starts
